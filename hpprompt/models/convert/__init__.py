@@ -1,0 +1,1 @@
+"""hpprompt.models.convert."""
