@@ -1,0 +1,92 @@
+"""The interfaces the agents and baselines rely on: causal LMs and masked LMs.
+
+Every causal LM (GPT-2, OPT, Llama) gives, for ids or input embeddings:
+  hidden  [B, T, D_out]  the final hidden states, i.e. what the LM head multiplies (after the final
+                         norm, and after OPT's project_out);
+  logits  [B, T, V]      = unembed(hidden) = hidden @ output_embedding().T (+ bias if any);
+  cache                  an updated `KVCache` when one was passed (incremental decoding).
+`embed(ids)` gives the input embeddings that soft prompts and PEZ replace.
+
+Masked LMs (BERT, RoBERTa) give hidden [B, T, D] and MLM logits [B, T, V] the same way.
+"""
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from hpprompt.models.cache import KVCache
+from hpprompt.models.cache import make_mask
+
+Array = jax.Array
+
+
+class LMOutput(NamedTuple):
+  logits: Array | None
+  hidden: Array
+  cache: KVCache | None = None
+
+
+def _inputs(model, input_ids, inputs_embeds, attention_mask):
+  if (input_ids is None) == (inputs_embeds is None):
+    raise ValueError("Pass exactly one of `input_ids` and `inputs_embeds`.")
+  x = model.embed(input_ids) if inputs_embeds is None else inputs_embeds
+  if attention_mask is None:
+    attention_mask = jnp.ones(x.shape[:2], bool)
+  return x, attention_mask
+
+
+class CausalLM(nnx.Module):
+  """Base class: subclasses set `config` and implement embed, backbone, output_embedding."""
+
+  # Subclasses provide: num_layers, num_kv_heads, head_dim (for the cache), and
+  #   embed(ids) -> [B, T, D_in]
+  #   backbone(x, mask, positions, cache) -> (hidden [B, T, D_out], cache)
+  #   output_embedding() -> [V, D_out]
+  # and may override unembed (e.g. to add a bias).
+
+  def unembed(self, hidden: Array) -> Array:
+    return hidden @ self.output_embedding().T.astype(hidden.dtype)
+
+  def init_cache(self, batch: int, max_length: int, dtype=None) -> KVCache:
+    dtype = dtype or self.config.dtype
+    return KVCache.init(self.num_layers, batch, max_length, self.num_kv_heads, self.head_dim,
+                        dtype)
+
+  def __call__(self, input_ids: Array | None = None, *, inputs_embeds: Array | None = None,
+               attention_mask: Array | None = None, positions: Array | None = None,
+               cache: KVCache | None = None, compute_logits: bool = True) -> LMOutput:
+    """Forward over ids or embeddings [B, T]; padding may be on either side (mask [B, T]).
+
+    Positions default to the count of real tokens before each token (plus the cache's), so left- and
+    right-padded rows give the same outputs at their real tokens.
+    """
+    x, attention_mask = _inputs(self, input_ids, inputs_embeds, attention_mask)
+    if cache is None:
+      mask, pos = make_mask(attention_mask, causal=True)
+    else:
+      cache, pos, mask = cache.advance(attention_mask)
+    if positions is not None:
+      pos = positions
+    hidden, cache = self.backbone(x, mask, pos, cache)
+    if cache is not None:
+      cache = cache.finish(x.shape[1])
+    return LMOutput(self.unembed(hidden) if compute_logits else None, hidden, cache)
+
+
+class MaskedLM(nnx.Module):
+  """Base class for bidirectional encoders with an MLM head (BERT, RoBERTa).
+
+  Subclasses implement embed(ids), backbone(x, mask, positions, token_type_ids) -> hidden and
+  unembed(hidden) -> MLM logits (the transform + tied decoder + bias).
+  """
+
+  def __call__(self, input_ids: Array | None = None, *, inputs_embeds: Array | None = None,
+               attention_mask: Array | None = None, token_type_ids: Array | None = None,
+               positions: Array | None = None, compute_logits: bool = True) -> LMOutput:
+    x, attention_mask = _inputs(self, input_ids, inputs_embeds, attention_mask)
+    mask, pos = make_mask(attention_mask, causal=False)
+    if positions is not None:
+      pos = positions
+    hidden = self.backbone(x, mask, pos, token_type_ids)
+    return LMOutput(self.unembed(hidden) if compute_logits else None, hidden)

@@ -1,0 +1,84 @@
+"""A functional KV cache and the attention masks built from it.
+
+Slots are written left to right: a forward over T new tokens writes slots [index, index + T). A query
+attends to a slot iff the slot holds a real token (`valid`) and the slot is not after the query's own
+slot (causal by slot order). Positions (for RoPE / learned position embeddings) are separate from
+slots, so a batch of right-padded prefixes can be continued: each row's continuation gets its own
+positions while sharing the slot range. This is what prefix caching needs: encode a shared prefix
+once, then `take` rows to score many continuations against it.
+"""
+import chex
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+Array = jax.Array
+
+
+@struct.dataclass
+class KVCache:
+  keys: Array      # [layers, B, S, kv_heads, head_dim]
+  values: Array    # [layers, B, S, kv_heads, head_dim]
+  valid: Array     # [B, S] bool: slot holds a real token
+  next_pos: Array  # [B] int32: position of the next real token of each row
+  index: Array     # scalar int32: next slot to write
+
+  @classmethod
+  def init(cls, num_layers: int, batch: int, max_length: int, num_kv_heads: int, head_dim: int,
+           dtype=jnp.float32) -> "KVCache":
+    shape = (num_layers, batch, max_length, num_kv_heads, head_dim)
+    return cls(keys=jnp.zeros(shape, dtype), values=jnp.zeros(shape, dtype),
+               valid=jnp.zeros((batch, max_length), bool),
+               next_pos=jnp.zeros((batch,), jnp.int32), index=jnp.zeros((), jnp.int32))
+
+  @property
+  def max_length(self) -> int:
+    return self.valid.shape[1]
+
+  def write(self, layer: int, k: Array, v: Array) -> "KVCache":
+    """Writes k, v [B, T, kv_heads, head_dim] of one layer at slots [index, index + T)."""
+    start = (0, self.index, 0, 0)
+    keys = self.keys.at[layer].set(
+        jax.lax.dynamic_update_slice(self.keys[layer], k.astype(self.keys.dtype), start))
+    values = self.values.at[layer].set(
+        jax.lax.dynamic_update_slice(self.values[layer], v.astype(self.values.dtype), start))
+    return self.replace(keys=keys, values=values)
+
+  def advance(self, attention_mask: Array) -> tuple["KVCache", Array, Array]:
+    """Registers T new tokens (mask [B, T]) and returns (cache, positions [B, T], attn mask).
+
+    The returned attention mask is [B, 1, T, S] over the cache slots, including the new ones.
+    """
+    chex.assert_rank(attention_mask, 2)
+    mask = attention_mask.astype(bool)
+    t = mask.shape[1]
+    positions = self.next_pos[:, None] + jnp.cumsum(mask, axis=1, dtype=jnp.int32) - 1
+    positions = jnp.maximum(positions, 0)
+    valid = jax.lax.dynamic_update_slice(self.valid, mask, (0, self.index))
+    slots = jnp.arange(self.max_length)
+    query_slots = self.index + jnp.arange(t)
+    causal = slots[None, :] <= query_slots[:, None]                             # [T, S]
+    attn = valid[:, None, None, :] & causal[None, None]
+    cache = self.replace(valid=valid, next_pos=self.next_pos + mask.sum(1, dtype=jnp.int32))
+    return cache, positions, attn
+
+  def finish(self, num_new: int) -> "KVCache":
+    """Moves the write index past the T new slots (call once per forward, after all layers)."""
+    return self.replace(index=self.index + num_new)
+
+  def take(self, rows: Array) -> "KVCache":
+    """Gathers batch rows (e.g. repeat each prefix for several continuations)."""
+    return self.replace(keys=self.keys[:, rows], values=self.values[:, rows],
+                        valid=self.valid[rows], next_pos=self.next_pos[rows])
+
+
+def make_mask(attention_mask: Array, *, causal: bool) -> tuple[Array, Array]:
+  """Mask [B, 1, T, T] and positions [B, T] for a forward without cache (padding on either side)."""
+  chex.assert_rank(attention_mask, 2)
+  mask = attention_mask.astype(bool)
+  t = mask.shape[1]
+  attn = mask[:, None, None, :]
+  if causal:
+    attn = attn & jnp.tril(jnp.ones((t, t), bool))[None, None]
+  positions = jnp.maximum(jnp.cumsum(mask, axis=1, dtype=jnp.int32) - 1, 0)
+  return attn, positions

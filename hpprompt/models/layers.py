@@ -1,0 +1,127 @@
+"""Layers shared by every model family: attention (with masks, GQA, RoPE and a KV cache), MLPs, norms.
+
+Conventions: activations are [batch, time, features]; Linear kernels are [in, out] (Hugging Face
+`nn.Linear.weight` transposed); attention heads are split as [B, T, heads, head_dim].
+"""
+import dataclasses
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from hpprompt.models.cache import KVCache
+
+Array = jax.Array
+
+ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+    "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
+    "gelu_pytorch_tanh": lambda x: jax.nn.gelu(x, approximate=True),
+    "relu": jax.nn.relu,
+    "silu": jax.nn.silu,
+    "quick_gelu": lambda x: x * jax.nn.sigmoid(1.702 * x),
+}
+
+
+def activation(name: str) -> Callable[[Array], Array]:
+  if name not in ACTIVATIONS:
+    raise ValueError(f"Unsupported activation {name!r}; supported: {sorted(ACTIVATIONS)}.")
+  return ACTIVATIONS[name]
+
+
+def layer_norm(dim: int, eps: float, *, param_dtype, rngs: nnx.Rngs) -> nnx.LayerNorm:
+  # use_fast_variance=False: E[(x-mu)^2] like PyTorch, not E[x^2]-mu^2.
+  return nnx.LayerNorm(dim, epsilon=eps, use_fast_variance=False, param_dtype=param_dtype,
+                       rngs=rngs)
+
+
+class RMSNorm(nnx.Module):
+  """x / sqrt(mean(x^2) + eps) * w, computed in float32 like Hugging Face's LlamaRMSNorm."""
+
+  def __init__(self, dim: int, eps: float, *, param_dtype=jnp.float32):
+    self.eps = eps
+    self.scale = nnx.Param(jnp.ones((dim,), param_dtype))
+
+  def __call__(self, x: Array) -> Array:
+    dtype = x.dtype
+    x = x.astype(jnp.float32)
+    x = x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + self.eps)
+    return (self.scale[...].astype(jnp.float32) * x).astype(dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class RoPE:
+  """Rotary position embedding, rotate-half layout (Hugging Face Llama), on [B, T, heads, head_dim]."""
+  head_dim: int
+  theta: float = 10_000.0
+
+  def __call__(self, x: Array, positions: Array) -> Array:
+    half = self.head_dim // 2
+    inv_freq = 1.0 / (self.theta ** (jnp.arange(0, half, dtype=jnp.float32) * 2 / self.head_dim))
+    angles = positions.astype(jnp.float32)[..., None] * inv_freq          # [B, T, half]
+    cos = jnp.cos(angles)[:, :, None, :]
+    sin = jnp.sin(angles)[:, :, None, :]
+    x1, x2 = x[..., :half].astype(jnp.float32), x[..., half:].astype(jnp.float32)
+    out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+    return out.astype(x.dtype)
+
+
+class Attention(nnx.Module):
+  """Multi-head attention with grouped KV heads, optional RoPE, and an optional KV cache.
+
+  The mask is built once per forward by `cache.attention_mask` / `make_mask` and passed in: boolean
+  [B, 1, T_query, T_key], True where a query may attend to a key.
+  """
+
+  def __init__(self, dim: int, num_heads: int, *, num_kv_heads: int | None = None,
+               head_dim: int | None = None, qkv_bias: bool = True, out_bias: bool = True,
+               rope: RoPE | None = None, scale: float | None = None, param_dtype=jnp.float32,
+               rngs: nnx.Rngs):
+    self.num_heads = num_heads
+    self.num_kv_heads = num_kv_heads or num_heads
+    self.head_dim = head_dim or dim // num_heads
+    if num_heads % self.num_kv_heads:
+      raise ValueError(f"num_heads={num_heads} is not a multiple of num_kv_heads={num_kv_heads}.")
+    self.rope = rope
+    self.scale = scale
+    linear = lambda i, o, b: nnx.Linear(i, o, use_bias=b, param_dtype=param_dtype, rngs=rngs)
+    self.q = linear(dim, num_heads * self.head_dim, qkv_bias)
+    self.k = linear(dim, self.num_kv_heads * self.head_dim, qkv_bias)
+    self.v = linear(dim, self.num_kv_heads * self.head_dim, qkv_bias)
+    self.o = linear(num_heads * self.head_dim, dim, out_bias)
+
+  def __call__(self, x: Array, mask: Array, *, positions: Array | None = None,
+               kv: Array | None = None, cache: KVCache | None = None, layer: int = 0,
+               ) -> tuple[Array, KVCache | None]:
+    """x [B, T, D]; kv: optional other sequence to attend to (cross-attention), [B, S, D]."""
+    b, t, _ = x.shape
+    source = x if kv is None else kv
+    q = self.q(x).reshape(b, t, self.num_heads, self.head_dim)
+    k = self.k(source).reshape(b, source.shape[1], self.num_kv_heads, self.head_dim)
+    v = self.v(source).reshape(b, source.shape[1], self.num_kv_heads, self.head_dim)
+    if self.rope is not None:
+      q, k = self.rope(q, positions), self.rope(k, positions)
+    if cache is not None:
+      cache = cache.write(layer, k, v)
+      k, v = cache.keys[layer], cache.values[layer]
+    out = jax.nn.dot_product_attention(q, k.astype(q.dtype), v.astype(q.dtype), mask=mask,
+                                       scale=self.scale)
+    return self.o(out.reshape(b, t, self.num_heads * self.head_dim)), cache
+
+
+class MLP(nnx.Module):
+  """up -> activation -> down, optionally gated (SwiGLU: down(act(gate(x)) * up(x)))."""
+
+  def __init__(self, dim: int, hidden: int, act: str, *, gated: bool = False, bias: bool = True,
+               param_dtype=jnp.float32, rngs: nnx.Rngs):
+    self.act = activation(act)
+    linear = lambda i, o: nnx.Linear(i, o, use_bias=bias, param_dtype=param_dtype, rngs=rngs)
+    self.gate = linear(dim, hidden) if gated else None
+    self.up = linear(dim, hidden)
+    self.down = linear(hidden, dim)
+
+  def __call__(self, x: Array) -> Array:
+    if self.gate is not None:
+      return self.down(self.act(self.gate(x)) * self.up(x))
+    return self.down(self.act(self.up(x)))
