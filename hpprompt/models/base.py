@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from hpprompt.models.cache import KVCache
+from hpprompt.models.cache import SharedPrefix
 from hpprompt.models.cache import make_mask
 
 Array = jax.Array
@@ -55,21 +56,26 @@ class CausalLM(nnx.Module):
 
   def __call__(self, input_ids: Array | None = None, *, inputs_embeds: Array | None = None,
                attention_mask: Array | None = None, positions: Array | None = None,
-               cache: KVCache | None = None, compute_logits: bool = True) -> LMOutput:
+               cache: KVCache | SharedPrefix | None = None,
+               compute_logits: bool = True) -> LMOutput:
     """Forward over ids or embeddings [B, T]; padding may be on either side (mask [B, T]).
 
     Positions default to the count of real tokens before each token (plus the cache's), so left- and
-    right-padded rows give the same outputs at their real tokens.
+    right-padded rows give the same outputs at their real tokens. With a `KVCache` the new tokens are
+    appended to it (incremental decoding); with a `SharedPrefix` the B rows continue their prefixes,
+    which stay unchanged (scoring many continuations of the same inputs).
     """
     x, attention_mask = _inputs(self, input_ids, inputs_embeds, attention_mask)
     if cache is None:
       mask, pos = make_mask(attention_mask, causal=True)
+    elif isinstance(cache, SharedPrefix):
+      mask, pos = cache.attention_mask(attention_mask)
     else:
       cache, pos, mask = cache.advance(attention_mask)
     if positions is not None:
       pos = positions
     hidden, cache = self.backbone(x, mask, pos, cache)
-    if cache is not None:
+    if isinstance(cache, KVCache):
       cache = cache.finish(x.shape[1])
     return LMOutput(self.unembed(hidden) if compute_logits else None, hidden, cache)
 

@@ -82,3 +82,39 @@ def make_mask(attention_mask: Array, *, causal: bool) -> tuple[Array, Array]:
     attn = attn & jnp.tril(jnp.ones((t, t), bool))[None, None]
   positions = jnp.maximum(jnp.cumsum(mask, axis=1, dtype=jnp.int32) - 1, 0)
   return attn, positions
+
+
+@struct.dataclass
+class SharedPrefix:
+  """Read-only keys/values of N encoded prefixes, each shared by `group` continuation rows.
+
+  Continuation batches have N * group rows ordered (prefix n, member g). Attention of a row reads its
+  prefix's slots without copying them (see `layers.shared_prefix_attention`), so scoring P prompts
+  against N inputs costs P x N continuation tokens, not P x N copies of the inputs' caches.
+  """
+  keys: Array      # [layers, N, S, kv_heads, head_dim]
+  values: Array
+  valid: Array     # [N, S]
+  length: Array    # [N] real tokens per prefix = position of the first continuation token
+  group: int = struct.field(pytree_node=False)
+
+  @classmethod
+  def from_cache(cls, cache: KVCache, group: int) -> "SharedPrefix":
+    return cls(keys=cache.keys, values=cache.values, valid=cache.valid, length=cache.next_pos,
+               group=group)
+
+  def attention_mask(self, attention_mask: Array) -> tuple[Array, Array]:
+    """(mask [B, 1, T, S + T], positions [B, T]) for continuation rows with mask [B, T]."""
+    chex.assert_rank(attention_mask, 2)
+    mask = attention_mask.astype(bool)
+    b, t = mask.shape
+    if b != self.valid.shape[0] * self.group:
+      raise ValueError(f"SharedPrefix: {b} continuation rows, expected {self.valid.shape[0]} "
+                       f"prefixes x group {self.group}.")
+    prefix_valid = jnp.repeat(self.valid, self.group, axis=0)                    # [B, S]
+    own = mask[:, None, :] & jnp.tril(jnp.ones((t, t), bool))[None]              # [B, T, T]
+    attn = jnp.concatenate(
+        [jnp.broadcast_to(prefix_valid[:, None, :], (b, t, prefix_valid.shape[1])), own], axis=-1)
+    start = jnp.repeat(self.length, self.group)
+    positions = start[:, None] + jnp.maximum(jnp.cumsum(mask, axis=1, dtype=jnp.int32) - 1, 0)
+    return attn[:, None], positions

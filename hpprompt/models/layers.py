@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from hpprompt.models.cache import KVCache
+from hpprompt.models.cache import SharedPrefix
 
 Array = jax.Array
 
@@ -102,12 +103,48 @@ class Attention(nnx.Module):
     v = self.v(source).reshape(b, source.shape[1], self.num_kv_heads, self.head_dim)
     if self.rope is not None:
       q, k = self.rope(q, positions), self.rope(k, positions)
+    if isinstance(cache, SharedPrefix):
+      out = shared_prefix_attention(q, k, v, cache.keys[layer], cache.values[layer], mask,
+                                    scale=self.scale)
+      return self.o(out.reshape(b, t, self.num_heads * self.head_dim)), cache
     if cache is not None:
       cache = cache.write(layer, k, v)
       k, v = cache.keys[layer], cache.values[layer]
     out = jax.nn.dot_product_attention(q, k.astype(q.dtype), v.astype(q.dtype), mask=mask,
                                        scale=self.scale)
     return self.o(out.reshape(b, t, self.num_heads * self.head_dim)), cache
+
+
+def shared_prefix_attention(q: Array, k: Array, v: Array, prefix_k: Array, prefix_v: Array,
+                            mask: Array, *, scale: float | None = None) -> Array:
+  """Attention of continuation rows over [their prefix's slots ; their own tokens], no KV copies.
+
+  Args:
+    q: [B, T, H, hd] queries of B = N * G rows ordered (prefix n, member g).
+    k, v: [B, T, K, hd] the rows' own keys and values.
+    prefix_k, prefix_v: [N, S, K, hd] keys and values of the N prefixes.
+    mask: [B, 1, T, S + T] boolean (see `SharedPrefix.attention_mask`).
+    scale: score scale (default 1/sqrt(hd)).
+
+  Returns:
+    [B, T, H, hd].
+  """
+  b, t, h, hd = q.shape
+  n, s, kv = prefix_k.shape[0], prefix_k.shape[1], prefix_k.shape[2]
+  g, rep = b // n, h // kv
+  scale = hd ** -0.5 if scale is None else scale
+  qf = q.astype(jnp.float32) * scale
+  qp = qf.reshape(n, g, t, kv, rep, hd)
+  s_prefix = jnp.einsum("ngtkrd,nskd->ngkrts", qp, prefix_k.astype(jnp.float32))
+  s_self = jnp.einsum("btkrd,bskd->bkrts", qf.reshape(b, t, kv, rep, hd), k.astype(jnp.float32))
+  scores = jnp.concatenate([s_prefix.reshape(b, kv, rep, t, s), s_self], axis=-1)
+  scores = jnp.where(mask[:, :, None], scores, jnp.finfo(jnp.float32).min)
+  probs = jax.nn.softmax(scores, axis=-1)
+  p_prefix = probs[..., :s].reshape(n, g, kv, rep, t, s)
+  out = jnp.einsum("ngkrts,nskd->ngtkrd", p_prefix, prefix_v.astype(jnp.float32)).reshape(
+      b, t, kv, rep, hd)
+  out = out + jnp.einsum("bkrts,bskd->btkrd", probs[..., s:], v.astype(jnp.float32))
+  return out.reshape(b, t, h, hd).astype(q.dtype)
 
 
 class MLP(nnx.Module):

@@ -106,3 +106,22 @@ def test_loader_errors(tiny, tmp_path):
   (bad / "model.safetensors").unlink()
   with pytest.raises(ConversionError, match="no model.safetensors"):
     hub.load_model(str(bad))
+
+
+def test_shared_prefix_equals_full_forward(tiny):
+  """SharedPrefix scores G continuations per prefix without copying the prefix cache."""
+  from hpprompt.models.cache import SharedPrefix
+  _, _, model = tiny
+  rng = np.random.default_rng(3)
+  prefix, pmask = hf_utils.random_batch(rng, VOCAB, 3, 9, "right")
+  conts, cmask = hf_utils.random_batch(rng, VOCAB, 2, 5, "right")     # 2 continuations, padded
+  cache = model(jnp.asarray(prefix), attention_mask=jnp.asarray(pmask),
+                cache=model.init_cache(3, 9)).cache
+  shared = SharedPrefix.from_cache(cache, group=2)
+  out = jax.jit(lambda ids, m: model(ids, attention_mask=m, cache=shared))(
+      jnp.asarray(np.tile(conts, (3, 1))), jnp.asarray(np.tile(cmask, (3, 1))))
+  for r in range(6):
+    p, c = divmod(r, 2)
+    real_p, real_c = prefix[p][pmask[p]], conts[c][cmask[c]]
+    want = model(jnp.asarray(np.concatenate([real_p, real_c]))[None]).logits[0, len(real_p):]
+    np.testing.assert_allclose(out.logits[r][cmask[c]], want, atol=1e-5)

@@ -1,0 +1,212 @@
+"""Classification data: RLPrompt's few-shot TSVs (bundled) and full sets through tensorflow-datasets.
+
+Few-shot layout (RLPrompt `fsc_helpers.load_few_shot_classification_dataset`):
+`<root>/<dataset>/16-<seed>/{train,dev}.tsv` and `<root>/<dataset>/test.tsv` (RLPrompt keeps a copy of
+the test set in every seed folder; those copies are identical, and both layouts are read). Files are
+tab-separated with CSV quoting, a header, a text column (`sentence` or `text`) and `label`.
+
+The tensorflow-datasets loaders go through `tfds.data_source` (array_record; no TensorFlow), see
+`load_tfds`.
+"""
+import csv
+import dataclasses
+import importlib.resources
+import os
+
+import numpy as np
+
+SEED_FOLDERS = {0: "16-100", 1: "16-13", 2: "16-21", 3: "16-42", 4: "16-87"}
+SPLITS = ("train", "dev", "test")
+
+
+class DataError(ValueError):
+  """Bad data set name, split, seed or file."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+  text: str
+  label: int
+  text_b: str | None = None   # second sentence of a pair task (RTE, MRPC)
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+  """A classification data set: its classes' verbalizers and RLPrompt's MLM template."""
+  name: str
+  verbalizers: tuple[str, ...]     # label i -> verbalizer text (one token of the task tokenizer)
+  mlm_template: str = "{sentence_1} {prompt} <mask> ."
+  causal_template: str = "{sentence_1} {prompt}"
+  pair: bool = False
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.verbalizers)
+
+
+_SENTIMENT2 = (" terrible", " great")
+# Verbalizers of RLPrompt `fsc_helpers.py` as text ('Ġ' = leading space); see hpprompt/data/README.md.
+DATASETS: dict[str, DatasetSpec] = {s.name: s for s in (
+    DatasetSpec("sst-2", _SENTIMENT2),
+    DatasetSpec("mr", _SENTIMENT2),
+    DatasetSpec("cr", _SENTIMENT2),
+    DatasetSpec("yelp-2", _SENTIMENT2),
+    DatasetSpec("sst-5", (" terrible", " bad", " okay", " good", " great")),
+    DatasetSpec("yelp-5", (" terrible", " bad", " okay", " good", " great")),
+    DatasetSpec("agnews", ("World", "Sports", "Business", "Tech"),
+                mlm_template="<mask> {prompt} {sentence_1}"),
+    DatasetSpec("subj", (" subjective", " objective")),
+    DatasetSpec("trec", (" Description", " Entity", " Expression", " Human", " Location",
+                         " Number")),
+    DatasetSpec("yahoo", ("culture", "science", "health", "education", "computer", "sports",
+                          "business", "music", "family", "politics")),
+    DatasetSpec("dbpedia", (" Company", " Education", " Artist", " Sports", " Office",
+                            " Transportation", " Building", " Natural", " Village", " Animal",
+                            " Plant", " Album", " Film", " Written"),
+                mlm_template="{prompt} <mask> : {sentence_1}"),
+    # GLUE (InfoPrompt's tasks), read through tensorflow-datasets.
+    DatasetSpec("glue/sst2", _SENTIMENT2),
+    DatasetSpec("glue/cola", (" wrong", " correct")),
+    DatasetSpec("glue/rte", (" Yes", " No"), mlm_template="{sentence_1} ? <mask> , {sentence_2}",
+                causal_template="{sentence_1} ? {sentence_2} {prompt}", pair=True),
+    DatasetSpec("glue/mrpc", (" No", " Yes"), mlm_template="{sentence_1} ? <mask> , {sentence_2}",
+                causal_template="{sentence_1} ? {sentence_2} {prompt}", pair=True),
+    DatasetSpec("ag_news_subset", ("World", "Sports", "Business", "Tech"),
+                mlm_template="<mask> {prompt} {sentence_1}"),
+    DatasetSpec("yelp_polarity_reviews", _SENTIMENT2),
+)}
+
+
+def get_spec(name: str) -> DatasetSpec:
+  if name not in DATASETS:
+    raise DataError(f"unknown data set {name!r}; choose one of {sorted(DATASETS)}.")
+  return DATASETS[name]
+
+
+def bundled_root() -> str:
+  """The few-shot data shipped inside the package."""
+  return str(importlib.resources.files("hpprompt") / "data" / "few_shot")
+
+
+def read_tsv(path: str) -> list[Example]:
+  """RLPrompt TSV: header, text column 'sentence' or 'text', integer 'label'; CSV quoting."""
+  if not os.path.exists(path):
+    raise DataError(f"data file not found: {path}")
+  with open(path, newline="", encoding="utf-8") as f:
+    rows = list(csv.reader(f, delimiter="\t"))
+  if not rows:
+    raise DataError(f"{path}: empty file")
+  header = rows[0]
+  text_col = "text" if "text" in header else "sentence"
+  if text_col not in header or "label" not in header:
+    raise DataError(f"{path}: expected columns 'sentence' (or 'text') and 'label', got {header}")
+  ti, li = header.index(text_col), header.index("label")
+  out = []
+  for n, row in enumerate(rows[1:], start=2):
+    if len(row) != len(header):
+      raise DataError(f"{path}:{n}: expected {len(header)} fields, got {len(row)}")
+    out.append(Example(text=row[ti], label=int(row[li])))
+  return out
+
+
+def load_few_shot(name: str, seed: int, split: str, data_dir: str | None = None) -> list[Example]:
+  """Few-shot split of an RLPrompt data set.
+
+  Args:
+    name: one of the 11 few-shot data sets (sst-2, mr, cr, yelp-2, sst-5, yelp-5, agnews, subj, trec,
+      yahoo, dbpedia).
+    seed: dataset seed 0-4 (folders 16-100, 16-13, 16-21, 16-42, 16-87).
+    split: 'train', 'dev' or 'test'.
+    data_dir: root folder with <name>/16-<seed>/... (default: the bundled copy).
+  """
+  spec = get_spec(name)
+  if spec.name.startswith("glue/") or "_" in spec.name:
+    raise DataError(f"{name!r} is a tensorflow-datasets set: use load_tfds.")
+  if seed not in SEED_FOLDERS:
+    raise DataError(f"dataset seed must be one of {sorted(SEED_FOLDERS)}, got {seed}.")
+  if split not in SPLITS:
+    raise DataError(f"split must be one of {SPLITS}, got {split!r}.")
+  root = data_dir or bundled_root()
+  folder = os.path.join(root, name, SEED_FOLDERS[seed])
+  path = os.path.join(folder, f"{split}.tsv")
+  if split == "test" and not os.path.exists(path):
+    path = os.path.join(root, name, "test.tsv")
+    if not os.path.exists(path):
+      raise DataError(f"no test set for {name!r} under {root}: the bundled data has test sets for "
+                      "sst-2, sst-5, mr, cr, subj, trec only; pass --data_dir with the full layout.")
+  examples = read_tsv(path)
+  bad = {e.label for e in examples} - set(range(spec.num_classes))
+  if bad:
+    raise DataError(f"{path}: labels {sorted(bad)} outside 0..{spec.num_classes - 1}")
+  return examples
+
+
+# ---- tensorflow-datasets --------------------------------------------------------------------------
+
+# tfds name -> (text field(s), label field); ag_news joins title and description like RLPrompt's files.
+_TFDS_FIELDS = {
+    "glue/sst2": (("sentence",), None),
+    "glue/cola": (("sentence",), None),
+    "glue/rte": (("sentence1",), "sentence2"),
+    "glue/mrpc": (("sentence1",), "sentence2"),
+    "ag_news_subset": (("title", "description"), None),
+    "yelp_polarity_reviews": (("text",), None),
+}
+
+
+def _text(value) -> str:
+  return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _import_tfds():
+  try:
+    import tensorflow_datasets as tfds  # noqa: PLC0415
+    import tensorflow_datasets.text  # noqa: F401,PLC0415  (registers glue, yelp: tfds bug 2)
+  except ImportError as e:
+    raise DataError("tensorflow-datasets loaders need `pip install 'hpprompt[data]'`.") from e
+  return tfds
+
+
+def load_tfds(name: str, split: str, *, data_dir: str | None = None, k_per_class: int | None = None,
+              seed: int = 0, download: bool = True) -> list[Example]:
+  """A classification split read with `tfds.data_source` (array_record, no TensorFlow).
+
+  Args:
+    name: 'glue/sst2', 'glue/cola', 'glue/rte', 'glue/mrpc', 'ag_news_subset' or
+      'yelp_polarity_reviews'.
+    split: a tfds split ('train', 'validation', 'test', 'train[:10%]', ...).
+    data_dir: tfds data directory.
+    k_per_class: keep k examples per class, drawn with `seed` (InfoPrompt's 64/256-sample setting is
+      k_per_class = 32/128 for a binary task; use `subsample` for a total count).
+    seed: sampling seed.
+    download: download and prepare if missing (needs network outside this sandbox).
+  """
+  if name not in _TFDS_FIELDS:
+    raise DataError(f"unknown tfds data set {name!r}; choose one of {sorted(_TFDS_FIELDS)}.")
+  tfds = _import_tfds()
+  fields, pair_field = _TFDS_FIELDS[name]
+  if download:
+    builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
+    builder.download_and_prepare()
+  source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+  examples = []
+  for i in range(len(source)):
+    row = source[i]
+    text = " ".join(_text(row[f]) for f in fields)
+    examples.append(Example(text=text, label=int(row["label"]),
+                            text_b=_text(row[pair_field]) if pair_field else None))
+  if k_per_class is not None:
+    examples = per_class_sample(examples, k_per_class, seed)
+  return examples
+
+
+def per_class_sample(examples: list[Example], k: int, seed: int) -> list[Example]:
+  """k examples of every label, drawn without replacement with `seed` (order: by label, then draw)."""
+  rng = np.random.default_rng(seed)
+  out = []
+  for label in sorted({e.label for e in examples}):
+    idx = [i for i, e in enumerate(examples) if e.label == label]
+    if len(idx) < k:
+      raise DataError(f"label {label} has only {len(idx)} examples, fewer than k={k}.")
+    out += [examples[i] for i in rng.choice(idx, size=k, replace=False)]
+  return out
