@@ -49,6 +49,10 @@ class CausalLM(nnx.Module):
   def unembed(self, hidden: Array) -> Array:
     return hidden @ self.output_embedding().T.astype(hidden.dtype)
 
+  def unembed_ids(self, hidden: Array, ids: Array) -> Array:
+    """Logits of the token `ids` only ([..., D] -> [..., len(ids)]), e.g. verbalizers."""
+    return hidden @ self.output_embedding()[ids].T.astype(hidden.dtype)
+
   def init_cache(self, batch: int, max_length: int, dtype=None) -> KVCache:
     dtype = dtype or self.config.dtype
     return KVCache.init(self.num_layers, batch, max_length, self.num_kv_heads, self.head_dim,

@@ -71,6 +71,15 @@ class Tokenizer:
   def id_to_token(self, idx: int) -> str | None:
     return self.backend.id_to_token(int(idx))
 
+  def special_ids(self) -> set[int]:
+    """Ids of all special tokens: added special tokens and the named ones (bos, eos, pad, ...)."""
+    ids = {i for i, tok in self.backend.get_added_tokens_decoder().items() if tok.special}
+    for token in self.special_tokens.values():
+      i = self.token_to_id(token) if token is not None else None
+      if i is not None:
+        ids.add(i)
+    return ids
+
   def special_id(self, name: str) -> int | None:
     """Id of 'bos', 'eos', 'pad', 'mask', 'unk', 'cls' or 'sep' (None if the tokenizer has none)."""
     token = self.special_tokens.get(f"{name}_token")

@@ -1,0 +1,129 @@
+"""`PromptAgent`: the frozen policy LM and tokenizer bound to an `AgentConfig`.
+
+It owns the jitted sampler and train step, turns token ids into prompt strings, and keeps RLPrompt's
+on-policy learning and PIN's replay-buffer learning behind one `learn` call. All randomness comes from
+the key inside the state, so a run is a function of its seed (and resumes exactly from a checkpoint).
+"""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from flax import struct
+
+from hpprompt.agent import learner
+from hpprompt.agent import replay
+from hpprompt.agent import sampling
+from hpprompt.agent.config import AgentConfig
+from hpprompt.models.tokenizer import Tokenizer
+from hpprompt.training import sharding
+
+
+@struct.dataclass
+class AgentState:
+  train: learner.TrainState
+  buffer: replay.ReplayBuffer | None = None
+
+
+def _allowed_tokens(tokenizer: Tokenizer, vocab: int, exclude_special: bool) -> np.ndarray:
+  """Tokens the policy may emit: ids the tokenizer knows (OPT's head has padding rows), minus specials."""
+  allowed = np.zeros(vocab, bool)
+  allowed[:min(vocab, tokenizer.vocab_size)] = True
+  if exclude_special:
+    for i in tokenizer.special_ids():
+      if i < vocab:
+        allowed[i] = False
+  return allowed
+
+
+class PromptAgent:
+  """RLPrompt / PIN prompt agent over a frozen causal LM."""
+
+  def __init__(self, lm: nnx.Module, tokenizer: Tokenizer, cfg: AgentConfig, *,
+               source_token: str | None = None, mesh: jax.sharding.Mesh | None = None):
+    """
+    Args:
+      lm: frozen causal LM (`hpprompt.models.base.CausalLM`).
+      tokenizer: its tokenizer.
+      cfg: the algorithm.
+      source_token: the token the prompt is generated after (RLPrompt '<|endoftext|>', PIN '</s>');
+        default: the tokenizer's BOS, else its EOS.
+      mesh: devices for the learner's batch (default: all).
+    """
+    self.cfg = cfg
+    self.tokenizer = tokenizer
+    self.mesh = mesh or sharding.make_mesh()
+    _, self.lm_state = nnx.split(lm)
+    self.w_lm = lm.output_embedding()
+    self.dim = self.w_lm.shape[1]
+    if source_token is None:
+      self.source_id = tokenizer.special_id("bos")
+      if self.source_id is None:
+        self.source_id = tokenizer.special_id("eos")
+    else:
+      self.source_id = tokenizer.token_to_id(source_token)
+    if self.source_id is None:
+      raise ValueError(f"source token {source_token!r} is not in the policy tokenizer's vocabulary.")
+    self.allowed = jnp.asarray(_allowed_tokens(tokenizer, self.w_lm.shape[0],
+                                               cfg.exclude_special_tokens))
+    if cfg.filter_top_k is not None and cfg.filter_top_k > int(self.allowed.sum()):
+      raise ValueError(f"filter_top_k={cfg.filter_top_k} exceeds the {int(self.allowed.sum())} "
+                       "tokens the policy may emit.")
+    self._sample = sampling.make_sampler(lm, cfg=cfg, bos_id=self.source_id, allowed=self.allowed)
+    self._train_step = learner.make_train_step(cfg)
+
+  def init(self, seed: int) -> AgentState:
+    train = learner.init_state(jax.random.PRNGKey(seed), self.dim, self.cfg)
+    buffer = None
+    if self.cfg.replay:
+      buffer = replay.ReplayBuffer.create(self.cfg.replay_capacity, self.cfg.prompt_length,
+                                          self.dim)
+    return AgentState(train=train, buffer=buffer)
+
+  def _split(self, state: AgentState, n: int) -> tuple[AgentState, list]:
+    keys = jax.random.split(state.train.key, n + 1)
+    return state.replace(train=state.train.replace(key=keys[0])), list(keys[1:])
+
+  def sample(self, state: AgentState) -> tuple[AgentState, sampling.Rollout]:
+    """A batch of `prompts_per_step` prompts from the behaviour policy."""
+    state, (key,) = self._split(state, 1)
+    return state, self._sample(self.lm_state, state.train.params, key,
+                               batch=self.cfg.prompts_per_step)
+
+  def greedy(self, state: AgentState) -> sampling.Rollout:
+    """The greedy (argmax) prompt, as RLPrompt/PIN evaluate it."""
+    return self._sample(self.lm_state, state.train.params, jax.random.PRNGKey(0), batch=1,
+                        greedy=True)
+
+  def decode(self, tokens) -> list[str]:
+    """Prompt strings (RLPrompt: convert_ids_to_tokens + convert_tokens_to_string)."""
+    return [self.tokenizer.decode(row) for row in np.asarray(tokens)]
+
+  def _shard(self, batch: learner.Batch) -> learner.Batch:
+    if batch.rewards.shape[0] % self.mesh.devices.size:
+      return sharding.replicate(batch, self.mesh)
+    return sharding.shard(batch, self.mesh)
+
+  def learn(self, state: AgentState, rollout: sampling.Rollout,
+            raw_rewards) -> tuple[AgentState, dict]:
+    """Shapes the rewards, then one update: on the rollout, or on a replay batch (PIN)."""
+    shaped = learner.shape_rewards(jnp.asarray(raw_rewards), self.cfg)
+    batch = learner.Batch(rollout.tokens, rollout.states, rollout.thresholds, shaped)
+    metrics = {"shaped_reward": float(shaped.mean())}
+    if self.cfg.replay:
+      buffer = replay.add(state.buffer, batch)
+      state = state.replace(buffer=buffer)
+      if int(buffer.size) < self.cfg.replay_batch:
+        return state, {**metrics, "buffer": int(buffer.size)}
+      state, (key,) = self._split(state, 1)
+      batch = replay.sample(buffer, key, self.cfg.replay_batch)
+      metrics["buffer"] = int(buffer.size)
+    train, step_metrics = self._train_step(state.train, self._shard(batch), self.w_lm,
+                                           self.allowed)
+    metrics.update({k: float(v) for k, v in step_metrics.items()})
+    return state.replace(train=train), metrics
+
+
+def describe(cfg: AgentConfig) -> dict:
+  return dataclasses.asdict(cfg)

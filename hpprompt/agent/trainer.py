@@ -1,0 +1,86 @@
+"""The agent's training loop on a classification task (RLPrompt `Trainer`, PIN's best-prompt tracking).
+
+Each step: sample prompts -> task rewards on the training examples -> shape -> learn. Every
+`eval_every` steps the greedy prompt is scored on the validation set and the best prompts are kept
+(RLPrompt left that to its users, issue #12; PIN writes them sorted to a csv). Checkpoints every
+`checkpoint_every` steps; Ctrl-C saves the last finished step and exits; `resume` continues exactly.
+"""
+import dataclasses
+import time
+
+import numpy as np
+
+from hpprompt.agent.agent import AgentState
+from hpprompt.agent.agent import PromptAgent
+from hpprompt.tasks.classification import ClassificationTask
+from hpprompt.training.run import Run
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  steps: int
+  eval_every: int = 10
+  log_every: int = 1
+  seed: int = 0
+
+
+class Interrupted(Exception):
+  """Raised after Ctrl-C once the last finished step has been saved."""
+
+
+def _templates(state: AgentState) -> dict:
+  trees = {"train": state.train}
+  if state.buffer is not None:
+    trees["buffer"] = state.buffer
+  return trees
+
+
+def evaluate_greedy(agent: PromptAgent, state: AgentState, task: ClassificationTask) -> tuple[str, float]:
+  prompt = agent.decode(agent.greedy(state).tokens)[0]
+  return prompt, float(task.accuracy([prompt], "dev")[0])
+
+
+def train(agent: PromptAgent, task: ClassificationTask, run: Run, cfg: TrainConfig) -> dict:
+  """Runs (or resumes) training; returns the final results (also written to results.json)."""
+  state = agent.init(cfg.seed)
+  restored = run.restore(_templates(state))
+  if restored is not None:
+    state = state.replace(**restored)
+  step = run.start_step
+  t_start = time.time()
+  try:
+    while step < cfg.steps:
+      t0 = time.time()
+      state, rollout = agent.sample(state)
+      prompts = agent.decode(rollout.tokens)
+      t1 = time.time()
+      raw, acc = task.rewards(prompts)
+      t2 = time.time()
+      state, metrics = agent.learn(state, rollout, raw)
+      step += 1
+      t3 = time.time()
+      best_i = int(np.argmax(raw))
+      record = {**metrics, "raw_reward": float(raw.mean()), "max_reward": float(raw[best_i]),
+                "train_acc": float(acc.mean()), "sampled_best": prompts[best_i],
+                "time_sample": t1 - t0, "time_reward": t2 - t1, "time_learn": t3 - t2}
+      if step % cfg.eval_every == 0 or step == cfg.steps:
+        prompt, dev_acc = evaluate_greedy(agent, state, task)
+        run.prompts.add(prompt, dev_acc, step)
+        record.update(greedy_prompt=prompt, dev_acc=dev_acc)
+      run.log(step, record)
+      if step % cfg.log_every == 0 or step == cfg.steps:
+        run.progress(step, reward=record["raw_reward"], train_acc=record["train_acc"],
+                     loss=record.get("loss", float("nan")))
+      run.maybe_save(step, _templates(state))
+  except KeyboardInterrupt:
+    run.save(step, _templates(state))
+    run.print(f"interrupted: saved step {step} in {run.workdir}; continue with --resume")
+    raise Interrupted(step) from None
+  results = {"steps": step, "train_seconds": time.time() - t_start, "best": run.prompts.best,
+             "top_prompts": run.prompts.records}
+  best = run.prompts.best
+  if best is not None and task.test is not None:
+    results["test_accuracy"] = float(task.accuracy([best["prompt"]], "test")[0])
+    run.print(f"best prompt {best['prompt']!r}: dev {best['score']:.4f}, "
+              f"test {results['test_accuracy']:.4f}")
+  return results

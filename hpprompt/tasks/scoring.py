@@ -1,0 +1,210 @@
+"""Verbalizer logits of a frozen task LM for every (example, prompt) pair.
+
+`CausalScorer` (GPT-2, OPT, Llama/SmolLM2 task LMs, template with the prompt after the input): every
+input is encoded once into a KV cache; each step's P prompts are scored as continuations of all N
+cached inputs through `SharedPrefix` attention, so a step costs N x P x (prompt tokens) tokens however
+long the inputs are. `FullScorer` renders and runs whole sequences (masked LMs such as RoBERTa, and
+causal templates with the prompt before the input) and reads the logits at `<mask>` or at the last
+token. Examples are padded to a multiple of the device count and sharded over the mesh's 'data' axis.
+"""
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from hpprompt.models.base import CausalLM
+from hpprompt.models.cache import KVCache
+from hpprompt.models.cache import SharedPrefix
+from hpprompt.models.tokenizer import Tokenizer
+from hpprompt.tasks.data import Example
+from hpprompt.tasks.templates import Template
+from hpprompt.tasks.templates import TemplateError
+from hpprompt.tasks.templates import verbalizer_ids
+from hpprompt.training import sharding
+
+
+def _bucket(n: int, step: int) -> int:
+  return max(step, -(-n // step) * step)
+
+
+def _pad_batch(seqs: list[list[int]], length: int, pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  ids = np.full((len(seqs), length), pad_id, np.int32)
+  mask = np.zeros((len(seqs), length), bool)
+  for i, s in enumerate(seqs):
+    ids[i, :len(s)] = s
+    mask[i, :len(s)] = True
+  return ids, mask
+
+
+def verbalizer_logits(model, hidden: jax.Array, ids: jax.Array) -> jax.Array:
+  """Task-LM logits of the verbalizer tokens only, from hidden states [..., D] -> [..., C]."""
+  if hasattr(model, "unembed_ids"):
+    return model.unembed_ids(hidden, ids)
+  return jnp.take(model.unembed(hidden), ids, axis=-1)
+
+
+@dataclasses.dataclass
+class _Chunk:
+  cache: KVCache      # encoded inputs (rows padded to the device multiple)
+  num: int            # real examples in the chunk
+
+
+class Scorer:
+  """Common set-up: split model state, verbalizer ids, mesh."""
+
+  def __init__(self, model: nnx.Module, tokenizer: Tokenizer, template: Template,
+               verbalizers: tuple[str, ...], *, mesh: jax.sharding.Mesh | None = None,
+               chunk_size: int = 256):
+    self.graphdef, self.state = nnx.split(model)
+    self.model = model
+    self.tokenizer = tokenizer
+    self.template = template
+    self.verbalizer_ids = jnp.asarray(verbalizer_ids(tokenizer, verbalizers))
+    self.mesh = mesh or sharding.make_mesh()
+    self.devices = self.mesh.devices.size
+    self.chunk_size = _bucket(chunk_size, self.devices)
+    self.pad_id = tokenizer.special_id("pad") or 0
+    self.state = sharding.replicate(self.state, self.mesh)
+
+  def prompt_text(self, prompt: str) -> str:
+    return prompt
+
+  def class_logits(self, prompts: list[str], examples: list[Example]) -> np.ndarray:
+    raise NotImplementedError
+
+
+class CausalScorer(Scorer):
+  """Causal task LM; inputs before {prompt} are encoded once per example set (see module doc)."""
+
+  def __init__(self, *args, **kwargs):
+    super().__init__(*args, **kwargs)
+    if not self.template.prompt_after_inputs:
+      raise TemplateError(f"{self.template.text!r}: CausalScorer needs the prompt after the inputs; "
+                          "use FullScorer.")
+    self._encoded: dict[tuple, list[_Chunk]] = {}
+
+  @functools.cached_property
+  def _encode_fn(self):
+    graphdef = self.graphdef
+
+    def encode(state, ids, mask):
+      model = nnx.merge(graphdef, state)
+      cache = model.init_cache(ids.shape[0], ids.shape[1])
+      return model(ids, attention_mask=mask, cache=cache, compute_logits=False).cache
+    return jax.jit(encode)
+
+  @functools.cached_property
+  def _score_fn(self):
+    graphdef = self.graphdef
+
+    def score(state, prefix, ids, mask, last, verb_ids):
+      model = nnx.merge(graphdef, state)
+      hidden = model(ids, attention_mask=mask, cache=prefix, compute_logits=False).hidden
+      h = jnp.take_along_axis(hidden, last[:, None, None], axis=1)[:, 0]
+      return verbalizer_logits(model, h, verb_ids)
+    return jax.jit(score)
+
+  def encode(self, examples: list[Example]) -> list[_Chunk]:
+    """Encodes the inputs of `examples` once (cached by content)."""
+    key = tuple(examples)
+    if key in self._encoded:
+      return self._encoded[key]
+    chunks = []
+    for start in range(0, len(examples), self.chunk_size):
+      part = examples[start:start + self.chunk_size]
+      texts = [self.template.split_at_prompt(e.text, e.text_b)[0] for e in part]
+      seqs = self.tokenizer.encode_batch(texts, add_special_tokens=True)
+      ids, mask = _pad_batch(seqs, _bucket(max(map(len, seqs)), 8), self.pad_id)
+      ids = sharding.pad_rows(ids, self.devices)
+      mask = sharding.pad_rows(mask, self.devices)
+      mask[len(part):, 0] = True            # padding rows: one dummy token keeps softmax finite
+      cache = self._encode_fn(self.state, *sharding.shard((ids, mask), self.mesh))
+      chunks.append(_Chunk(cache, len(part)))
+    self._encoded[key] = chunks
+    return chunks
+
+  def class_logits(self, prompts: list[str], examples: list[Example]) -> np.ndarray:
+    """[N, P, C] verbalizer logits of every example under every prompt."""
+    _, cont_format = self.template.split_at_prompt("", None)
+    seqs = self.tokenizer.encode_batch([cont_format.replace("{prompt}", p) for p in prompts])
+    if min(map(len, seqs)) == 0:
+      raise TemplateError("a prompt and template tail tokenized to nothing; nothing to score.")
+    ids, mask = _pad_batch(seqs, _bucket(max(map(len, seqs)), 8), self.pad_id)
+    last = mask.sum(1) - 1
+    out = []
+    for chunk in self.encode(examples):
+      n_pad = chunk.cache.valid.shape[0]
+      rows = (np.tile(ids, (n_pad, 1)), np.tile(mask, (n_pad, 1)), np.tile(last, n_pad))
+      prefix = SharedPrefix.from_cache(chunk.cache, group=len(prompts))
+      logits = self._score_fn(self.state, prefix, *sharding.shard(rows, self.mesh),
+                              self.verbalizer_ids)
+      out.append(np.asarray(logits).reshape(n_pad, len(prompts), -1)[:chunk.num])
+    return np.concatenate(out, 0)
+
+
+class FullScorer(Scorer):
+  """Whole rendered sequences: masked LMs (logits at <mask>) or causal LMs (at the last token)."""
+
+  def __init__(self, *args, max_length: int = 512, **kwargs):
+    super().__init__(*args, **kwargs)
+    self.max_length = max_length
+    self.masked_lm = self.template.masked_lm
+    self.mask_token = self.tokenizer.special_tokens.get("mask_token") if self.masked_lm else None
+    if self.masked_lm and (self.mask_token is None or self.tokenizer.token_to_id(
+        self.mask_token) is None):
+      raise TemplateError("masked-LM template, but the task tokenizer has no mask token.")
+
+  @functools.cached_property
+  def _forward_fn(self):
+    graphdef = self.graphdef
+
+    def forward(state, ids, mask, read, verb_ids):
+      model = nnx.merge(graphdef, state)
+      hidden = model(ids, attention_mask=mask, compute_logits=False).hidden
+      h = jnp.take_along_axis(hidden, read[:, None, None], axis=1)[:, 0]
+      return verbalizer_logits(model, h, verb_ids)
+    return jax.jit(forward)
+
+  def _read_positions(self, seqs: list[list[int]]) -> np.ndarray:
+    if not self.masked_lm:
+      return np.asarray([len(s) - 1 for s in seqs], np.int32)
+    mask_id = self.tokenizer.token_to_id(self.mask_token)
+    pos = []
+    for s in seqs:
+      hits = [i for i, t in enumerate(s) if t == mask_id]
+      if len(hits) != 1:
+        raise TemplateError(f"expected one {self.mask_token} in the encoded input, found {len(hits)}")
+      pos.append(hits[0])
+    return np.asarray(pos, np.int32)
+
+  def class_logits(self, prompts: list[str], examples: list[Example]) -> np.ndarray:
+    texts = [self.template.render(e.text, p, e.text_b, mask_token=self.mask_token or "<mask>")
+             for e in examples for p in prompts]
+    seqs = self.tokenizer.encode_batch(texts, add_special_tokens=True)
+    too_long = max(map(len, seqs))
+    if too_long > self.max_length:
+      raise TemplateError(f"an input is {too_long} tokens, longer than the task LM's "
+                          f"{self.max_length}; shorten the inputs.")
+    read = self._read_positions(seqs)
+    out = []
+    for start in range(0, len(seqs), self.chunk_size):
+      part = seqs[start:start + self.chunk_size]
+      ids, mask = _pad_batch(part, _bucket(max(map(len, part)), 16), self.pad_id)
+      rows = [sharding.pad_rows(x, self.chunk_size) for x in (ids, mask, read[start:start + len(part)])]
+      rows[1][len(part):, 0] = True
+      logits = self._forward_fn(self.state, *sharding.shard(tuple(rows), self.mesh),
+                                self.verbalizer_ids)
+      out.append(np.asarray(logits)[:len(part)])
+    return np.concatenate(out, 0).reshape(len(examples), len(prompts), -1)
+
+
+def make_scorer(model: nnx.Module, tokenizer: Tokenizer, template: str,
+                verbalizers: tuple[str, ...], **kwargs) -> Scorer:
+  """CausalScorer when the task LM is causal and the prompt follows the inputs, else FullScorer."""
+  causal = isinstance(model, CausalLM)
+  tmpl = Template(template, masked_lm=not causal)
+  cls = CausalScorer if causal and tmpl.prompt_after_inputs else FullScorer
+  return cls(model, tokenizer, tmpl, verbalizers, **kwargs)
