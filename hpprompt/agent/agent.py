@@ -54,8 +54,9 @@ class PromptAgent:
     self.cfg = cfg
     self.tokenizer = tokenizer
     self.mesh = mesh or sharding.make_mesh()
-    _, self.lm_state = nnx.split(lm)
-    self.w_lm = lm.output_embedding()
+    _, lm_state = nnx.split(lm)
+    self.lm_state = sharding.replicate(lm_state, self.mesh)
+    self.w_lm = sharding.replicate(lm.output_embedding(), self.mesh)
     self.dim = self.w_lm.shape[1]
     if source_token is None:
       self.source_id = tokenizer.special_id("bos")
@@ -65,8 +66,8 @@ class PromptAgent:
       self.source_id = tokenizer.token_to_id(source_token)
     if self.source_id is None:
       raise ValueError(f"source token {source_token!r} is not in the policy tokenizer's vocabulary.")
-    self.allowed = jnp.asarray(_allowed_tokens(tokenizer, self.w_lm.shape[0],
-                                               cfg.exclude_special_tokens))
+    self.allowed = sharding.replicate(jnp.asarray(_allowed_tokens(
+        tokenizer, self.w_lm.shape[0], cfg.exclude_special_tokens)), self.mesh)
     if cfg.filter_top_k is not None and cfg.filter_top_k > int(self.allowed.sum()):
       raise ValueError(f"filter_top_k={cfg.filter_top_k} exceeds the {int(self.allowed.sum())} "
                        "tokens the policy may emit.")
@@ -79,7 +80,11 @@ class PromptAgent:
     if self.cfg.replay:
       buffer = replay.ReplayBuffer.create(self.cfg.replay_capacity, self.cfg.prompt_length,
                                           self.dim)
-    return AgentState(train=train, buffer=buffer)
+    return self.place(AgentState(train=train, buffer=buffer))
+
+  def place(self, state: AgentState) -> AgentState:
+    """Replicates the state over the mesh (after init or a restore from a checkpoint)."""
+    return sharding.replicate(state, self.mesh)
 
   def _split(self, state: AgentState, n: int) -> tuple[AgentState, list]:
     keys = jax.random.split(state.train.key, n + 1)

@@ -5,7 +5,10 @@ Each step: sample prompts -> task rewards on the training examples -> shape -> l
 (RLPrompt left that to its users, issue #12; PIN writes them sorted to a csv). Checkpoints every
 `checkpoint_every` steps; Ctrl-C saves the last finished step and exits; `resume` continues exactly.
 """
+import contextlib
 import dataclasses
+import signal
+import threading
 import time
 
 import numpy as np
@@ -28,6 +31,27 @@ class Interrupted(Exception):
   """Raised after Ctrl-C once the last finished step has been saved."""
 
 
+@contextlib.contextmanager
+def stop_on_sigint(run: Run):
+  """First Ctrl-C: finish the current step, save, stop (yields a flag). Second: abort at once."""
+  flag = {"stop": False}
+  if threading.current_thread() is not threading.main_thread():
+    yield flag
+    return
+
+  def handler(signum, frame):
+    if flag["stop"]:
+      raise KeyboardInterrupt
+    flag["stop"] = True
+    run.print("Ctrl-C: stopping after this step (press again to abort without saving it)")
+
+  previous = signal.signal(signal.SIGINT, handler)
+  try:
+    yield flag
+  finally:
+    signal.signal(signal.SIGINT, previous)
+
+
 def _templates(state: AgentState) -> dict:
   trees = {"train": state.train}
   if state.buffer is not None:
@@ -45,19 +69,35 @@ def train(agent: PromptAgent, task: ClassificationTask, run: Run, cfg: TrainConf
   state = agent.init(cfg.seed)
   restored = run.restore(_templates(state))
   if restored is not None:
-    state = state.replace(**restored)
+    state = agent.place(state.replace(**restored))
   step = run.start_step
   t_start = time.time()
+  with stop_on_sigint(run) as stop:
+    try:
+      _loop(agent, task, run, cfg, state, step, stop)
+    except KeyboardInterrupt:
+      raise Interrupted(run.saved_step) from None
+  results = {"steps": cfg.steps, "train_seconds": time.time() - t_start, "best": run.prompts.best,
+             "top_prompts": run.prompts.records}
+  best = run.prompts.best
+  if best is not None and task.test is not None:
+    results["test_accuracy"] = float(task.accuracy([best["prompt"]], "test")[0])
+    run.print(f"best prompt {best['prompt']!r}: dev {best['score']:.4f}, "
+              f"test {results['test_accuracy']:.4f}")
+  return results
+
+
+def _loop(agent, task, run, cfg, state, step, stop) -> None:
   try:
     while step < cfg.steps:
       t0 = time.time()
-      state, rollout = agent.sample(state)
+      new_state, rollout = agent.sample(state)     # `state` stays the last finished step's
       prompts = agent.decode(rollout.tokens)
       t1 = time.time()
       raw, acc = task.rewards(prompts)
       t2 = time.time()
-      state, metrics = agent.learn(state, rollout, raw)
-      step += 1
+      new_state, metrics = agent.learn(new_state, rollout, raw)
+      state, step = new_state, step + 1
       t3 = time.time()
       best_i = int(np.argmax(raw))
       record = {**metrics, "raw_reward": float(raw.mean()), "max_reward": float(raw[best_i]),
@@ -72,15 +112,15 @@ def train(agent: PromptAgent, task: ClassificationTask, run: Run, cfg: TrainConf
         run.progress(step, reward=record["raw_reward"], train_acc=record["train_acc"],
                      loss=record.get("loss", float("nan")))
       run.maybe_save(step, _templates(state))
+      if stop["stop"] and step < cfg.steps:
+        run.save(step, _templates(state))
+        run.print(f"stopped: saved step {step} in {run.workdir}; continue with --resume")
+        raise KeyboardInterrupt
   except KeyboardInterrupt:
-    run.save(step, _templates(state))
-    run.print(f"interrupted: saved step {step} in {run.workdir}; continue with --resume")
-    raise Interrupted(step) from None
-  results = {"steps": step, "train_seconds": time.time() - t_start, "best": run.prompts.best,
-             "top_prompts": run.prompts.records}
-  best = run.prompts.best
-  if best is not None and task.test is not None:
-    results["test_accuracy"] = float(task.accuracy([best["prompt"]], "test")[0])
-    run.print(f"best prompt {best['prompt']!r}: dev {best['score']:.4f}, "
-              f"test {results['test_accuracy']:.4f}")
-  return results
+    if run.saved_step != step:
+      try:   # an interrupt mid-step: the last finished step, if its buffers are still alive
+        run.save(step, _templates(state))
+        run.print(f"interrupted: saved step {step} in {run.workdir}; continue with --resume")
+      except Exception:  # noqa: BLE001  (an update that donated them was cut short)
+        run.print(f"interrupted mid-step; the last checkpoint is step {run.saved_step}")
+    raise

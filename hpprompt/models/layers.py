@@ -92,7 +92,7 @@ class Attention(nnx.Module):
     self.v = linear(dim, self.num_kv_heads * self.head_dim, qkv_bias)
     self.o = linear(num_heads * self.head_dim, dim, out_bias)
 
-  def __call__(self, x: Array, mask: Array, *, positions: Array | None = None,
+  def __call__(self, x: Array, mask: Array | None, *, positions: Array | None = None,
                kv: Array | None = None, cache: KVCache | None = None, layer: int = 0,
                ) -> tuple[Array, KVCache | None]:
     """x [B, T, D]; kv: optional other sequence to attend to (cross-attention), [B, S, D]."""

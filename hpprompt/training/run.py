@@ -91,6 +91,7 @@ class Run:
     self.checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
     self.prompts = BestPrompts(keep_prompts)
     self.start_step = 0
+    self.saved_step = None
     self._t0 = time.time()
     self._first_step_time = None
 
@@ -102,7 +103,7 @@ class Run:
     if step is None:
       return None
     trees, meta = self.checkpointer.restore(step, templates)
-    self.start_step = int(meta["step"])
+    self.start_step = self.saved_step = int(meta["step"])
     self.prompts = BestPrompts(self.prompts.keep, meta.get("prompts"))
     self._truncate_metrics(self.start_step)
     self.print(f"resumed from step {self.start_step} ({self.checkpointer.directory})")
@@ -111,6 +112,7 @@ class Run:
   def save(self, step: int, trees: dict, extra: dict | None = None) -> None:
     meta = {"step": step, "prompts": self.prompts.records, **(extra or {})}
     self.checkpointer.save(step, trees, meta)
+    self.saved_step = step
 
   def maybe_save(self, step: int, trees: dict) -> None:
     if step % self.checkpoint_every == 0 or step == self.total_steps:

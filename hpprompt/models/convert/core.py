@@ -113,6 +113,13 @@ GENERIC_CONFIG_KEYS = frozenset({
     "attention_probs_dropout_prob", "attn_pdrop", "embd_pdrop", "resid_pdrop",
     "activation_dropout", "layerdrop", "cross_attention_hidden_size", "_attn_implementation",
     "_attn_implementation_autoset", "quantization_config",
+    # generation settings that transformers 4.x wrote into every config
+    "use_bfloat16", "typical_p", "num_beam_groups", "bad_words_ids", "forced_bos_token_id",
+    "forced_eos_token_id", "return_dict_in_generate", "tf_legacy_loss", "diversity_penalty",
+    "early_stopping", "length_penalty", "no_repeat_ngram_size", "num_return_sequences",
+    "output_scores", "remove_invalid_values", "encoder_no_repeat_ngram_size",
+    "exponential_decay_length_penalty", "suppress_tokens", "begin_suppress_tokens",
+    "cross_attention_hidden_size", "sep_token_id",
 })
 
 

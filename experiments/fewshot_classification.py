@@ -1,0 +1,87 @@
+"""Few-shot text classification with PIN or RLPrompt.
+
+  python experiments/fewshot_classification.py                       # SmolLM2-135M, SST-2, CPU-sized
+  python experiments/fewshot_classification.py --method=rlprompt --dataset=agnews --steps=1000
+  python experiments/fewshot_classification.py --workdir=runs/a --resume   # continue after Ctrl-C
+
+Logic lives in hpprompt.launch.fewshot; see `--helpfull` for every flag.
+"""
+import dataclasses
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from hpprompt.launch import cli
+from hpprompt.launch import fewshot
+from hpprompt.training import sharding
+
+D = fewshot.FewShotConfig()
+flags.DEFINE_string("method", D.method, "Agent preset: pin, rlprompt, pin-td, pin-no-fluency, "
+                    "rlprompt-fluency, rlprompt-rb.")
+flags.DEFINE_string("dataset", D.dataset, "Few-shot data set (sst-2, mr, cr, agnews, ...).")
+flags.DEFINE_integer("dataset_seed", D.dataset_seed, "Few-shot split 0-4 (16-100, 16-13, ...).")
+flags.DEFINE_string("data_dir", None, "Few-shot data root (default: the bundled copy).")
+flags.DEFINE_string("task_lm", D.task_lm, "Task LM: hub name, local HF dir, or 'smollm2'.")
+flags.DEFINE_string("policy_lm", D.policy_lm, "Policy LM: hub name, local HF dir, or 'smollm2'.")
+flags.DEFINE_string("template", None, "Template with {sentence_1} and {prompt} (+ <mask> for MLMs).")
+flags.DEFINE_list("verbalizers", None, "Comma-separated verbalizer words, one per class.")
+flags.DEFINE_integer("steps", D.steps, "Training steps.")
+flags.DEFINE_integer("prompt_length", None, "Prompt tokens (preset/CPU default if unset).")
+flags.DEFINE_integer("prompts_per_step", None, "Prompts sampled per step.")
+flags.DEFINE_string("loss", None, "Soft-Q loss: v1, v2, v3, v2_v3 (preset default if unset).")
+flags.DEFINE_integer("filter_top_k", None, "Ignorable-token filter k (PIN); 0 disables it.")
+flags.DEFINE_integer("sampling_top_k", None, "Top-k sampling of the policy (RLPrompt); 0 disables.")
+flags.DEFINE_integer("replay_batch", None, "Replay batch (PIN).")
+flags.DEFINE_integer("replay_capacity", None, "Replay buffer size (PIN).")
+flags.DEFINE_float("learning_rate", None, "Adam learning rate.")
+flags.DEFINE_integer("mlp_hidden", None, "Hidden width of the policy's MLP head.")
+flags.DEFINE_bool("paper", False, "Use the preset exactly as in the paper (no CPU-size overrides).")
+flags.DEFINE_string("source_token", None, "Token the prompt follows (default: the policy's BOS).")
+flags.DEFINE_string("workdir", D.workdir, "Run directory (config, metrics, checkpoints, prompts).")
+flags.DEFINE_bool("resume", False, "Continue the run in --workdir from its last checkpoint.")
+flags.DEFINE_integer("seed", D.seed, "Random seed of the run.")
+flags.DEFINE_integer("eval_every", D.eval_every, "Validate the greedy prompt every N steps.")
+flags.DEFINE_integer("log_every", D.log_every, "Progress line every N steps.")
+flags.DEFINE_integer("checkpoint_every", D.checkpoint_every, "Checkpoint every N steps.")
+flags.DEFINE_enum("dtype", D.dtype, ["float32", "bfloat16"], "Parameter dtype of the LMs.")
+flags.DEFINE_integer("num_devices", None, "Devices to shard over (default: all).")
+flags.DEFINE_string("coordinator_address", None, "jax.distributed coordinator (multi-host).")
+flags.DEFINE_integer("num_processes", None, "jax.distributed: number of processes.")
+flags.DEFINE_integer("process_id", None, "jax.distributed: this process's id.")
+FLAGS = flags.FLAGS
+
+_AGENT_FLAGS = ("prompt_length", "prompts_per_step", "loss", "filter_top_k", "sampling_top_k",
+                "replay_batch", "replay_capacity", "learning_rate", "mlp_hidden")
+
+
+def config_from_flags() -> fewshot.FewShotConfig:
+  agent = {} if FLAGS.paper else dict(fewshot.CPU_AGENT_OVERRIDES)
+  for name in _AGENT_FLAGS:
+    value = getattr(FLAGS, name)
+    if value is not None:
+      agent[name] = None if name.endswith("top_k") and value == 0 else value
+  return dataclasses.replace(
+      D, method=FLAGS.method, dataset=FLAGS.dataset, dataset_seed=FLAGS.dataset_seed,
+      data_dir=FLAGS.data_dir, task_lm=FLAGS.task_lm, policy_lm=FLAGS.policy_lm,
+      template=FLAGS.template,
+      verbalizers=tuple(FLAGS.verbalizers) if FLAGS.verbalizers else None, steps=FLAGS.steps,
+      agent=agent, source_token=FLAGS.source_token, workdir=FLAGS.workdir, resume=FLAGS.resume,
+      seed=FLAGS.seed, eval_every=FLAGS.eval_every, log_every=FLAGS.log_every,
+      checkpoint_every=FLAGS.checkpoint_every, dtype=FLAGS.dtype, num_devices=FLAGS.num_devices)
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  with cli.flag("coordinator_address"):
+    sharding.init_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+  try:
+    cli.run_main(fewshot.run, config_from_flags())
+  except fewshot.trainer.Interrupted:
+    sys.exit(130)
+
+
+if __name__ == "__main__":
+  app.run(main)

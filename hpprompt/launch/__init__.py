@@ -1,0 +1,1 @@
+"""Importable logic behind the `experiments/` launchers (Colab users call these directly)."""

@@ -1,0 +1,151 @@
+"""Few-shot classification with the prompt agent (PIN / RLPrompt): build, train, evaluate.
+
+`run(FewShotConfig(...))` is what `experiments/fewshot_classification.py` calls; Colab users call it
+directly. Every failure caused by a setting is raised as `cli.FlagError` naming the setting.
+"""
+import dataclasses
+
+import jax.numpy as jnp
+
+from hpprompt.agent import trainer
+from hpprompt.agent.agent import PromptAgent
+from hpprompt.agent.config import PRESETS
+from hpprompt.agent.config import AgentConfig
+from hpprompt.launch import cli
+from hpprompt.models import hub
+from hpprompt.models.base import CausalLM
+from hpprompt.tasks import data
+from hpprompt.tasks import scoring
+from hpprompt.tasks.classification import ClassificationTask
+from hpprompt.training import sharding
+from hpprompt.training.run import Run
+
+# CPU-sized defaults: the real SmolLM2-135M as policy and task LM on SST-2 16-shot, ~10 minutes on
+# a 2-core laptop CPU. Paper-sized runs: --steps 6000 (PIN) / 12000 (RLPrompt), --prompt_length 5,
+# --replay_batch 256, and the paper's LMs (--policy_lm facebook/opt-125m, --task_lm roberta-large).
+CPU_AGENT_OVERRIDES = {"prompt_length": 2, "prompts_per_step": 8, "replay_batch": 32,
+                       "replay_capacity": 4096, "learning_rate": 1e-3}
+
+
+@dataclasses.dataclass(frozen=True)
+class FewShotConfig:
+  method: str = "pin"                 # an agent preset: pin, rlprompt, pin-td, rlprompt-rb, ...
+  dataset: str = "sst-2"
+  dataset_seed: int = 0
+  data_dir: str | None = None         # few-shot root (default: bundled data)
+  task_lm: str = "smollm2"
+  policy_lm: str = "smollm2"
+  template: str | None = None         # default: the data set's (MLM or causal) template
+  verbalizers: tuple[str, ...] | None = None
+  steps: int = 200
+  agent: dict = dataclasses.field(default_factory=lambda: dict(CPU_AGENT_OVERRIDES))
+  source_token: str | None = None
+  workdir: str = "runs/fewshot"
+  resume: bool = False
+  seed: int = 0
+  eval_every: int = 10
+  log_every: int = 1
+  checkpoint_every: int = 50
+  dtype: str = "float32"
+  num_devices: int | None = None
+  evaluate_test: bool = True
+
+
+def _dtype(name: str):
+  if name not in ("float32", "bfloat16"):
+    raise ValueError(f"dtype must be float32 or bfloat16, got {name!r}.")
+  return jnp.float32 if name == "float32" else jnp.bfloat16
+
+
+def agent_config(cfg: FewShotConfig) -> AgentConfig:
+  with cli.flag("method"):
+    if cfg.method not in PRESETS:
+      raise ValueError(f"unknown method {cfg.method!r}; choose one of {sorted(PRESETS)}.")
+  base = PRESETS[cfg.method]
+  fields = {f.name for f in dataclasses.fields(AgentConfig)}
+  for key in cfg.agent:
+    if key not in fields:
+      raise cli.FlagError(key, f"not an agent setting; known: {sorted(fields)}.")
+  try:
+    return dataclasses.replace(base, **cfg.agent)
+  except ValueError as e:
+    name = next((k for k in cfg.agent if k in str(e)), "method")
+    raise cli.FlagError(name, str(e)) from e
+
+
+def load_data(cfg: FewShotConfig) -> tuple[data.DatasetSpec, dict]:
+  """The data set's spec and its train / dev / test examples (test None when not available)."""
+  with cli.flag("dataset"):
+    spec = data.get_spec(cfg.dataset)
+  with cli.flag("dataset_seed"):
+    if cfg.dataset_seed not in data.SEED_FOLDERS:
+      raise ValueError(f"must be one of {sorted(data.SEED_FOLDERS)}, got {cfg.dataset_seed}.")
+  splits = {}
+  with cli.flag("data_dir" if cfg.data_dir else "dataset"):
+    for split in ("train", "dev", "test"):
+      try:
+        splits[split] = data.load_few_shot(cfg.dataset, cfg.dataset_seed, split, cfg.data_dir)
+      except data.DataError:
+        if split != "test":
+          raise
+        splits[split] = None
+  return spec, splits
+
+
+def load_task(cfg: FewShotConfig, mesh, models: dict, spec: data.DatasetSpec,
+              splits: dict) -> ClassificationTask:
+  with cli.flag("task_lm"):
+    model, tokenizer = models[cfg.task_lm]
+  causal = isinstance(model, CausalLM)
+  template = cfg.template or (spec.causal_template if causal else spec.mlm_template)
+  with cli.flag("template" if cfg.template else "task_lm"):
+    scorer = scoring.make_scorer(model, tokenizer, template, cfg.verbalizers or spec.verbalizers,
+                                 mesh=mesh)
+  return ClassificationTask(scorer, splits["train"], splits["dev"],
+                            splits["test"] if cfg.evaluate_test else None)
+
+
+def load_models(cfg: FewShotConfig) -> dict:
+  dtype = _dtype(cfg.dtype)
+  models = {}
+  for flag_name in ("policy_lm", "task_lm"):
+    name = getattr(cfg, flag_name)
+    if name not in models:
+      with cli.flag(flag_name):
+        models[name] = hub.load_pretrained(name, dtype=dtype)
+  with cli.flag("policy_lm"):
+    if not isinstance(models[cfg.policy_lm][0], CausalLM):
+      raise ValueError(f"{cfg.policy_lm!r} is not a causal LM; the policy needs one.")
+  return models
+
+
+def build(cfg: FewShotConfig) -> tuple[PromptAgent, ClassificationTask]:
+  agent_cfg = agent_config(cfg)
+  with cli.flag("num_devices"):
+    mesh = sharding.make_mesh(cfg.num_devices)
+  spec, splits = load_data(cfg)
+  models = load_models(cfg)
+  task = load_task(cfg, mesh, models, spec, splits)
+  lm, tokenizer = models[cfg.policy_lm]
+  with cli.flag("source_token" if cfg.source_token else "policy_lm"):
+    agent = PromptAgent(lm, tokenizer, agent_cfg, source_token=cfg.source_token, mesh=mesh)
+  return agent, task
+
+
+def run(cfg: FewShotConfig) -> dict:
+  """Trains (or resumes) and evaluates; writes config, metrics, checkpoints, prompts, results."""
+  for name in ("steps", "eval_every", "log_every", "checkpoint_every"):
+    if getattr(cfg, name) < 1:
+      raise cli.FlagError(name, f"must be >= 1, got {getattr(cfg, name)}.")
+  agent, task = build(cfg)
+  record = {**dataclasses.asdict(cfg), "agent_config": dataclasses.asdict(agent.cfg)}
+  with cli.flag("workdir"):
+    run_ = Run(cfg.workdir, record, total_steps=cfg.steps, resume=cfg.resume,
+               checkpoint_every=cfg.checkpoint_every)
+  run_.print(f"{cfg.method} on {cfg.dataset} (seed {cfg.dataset_seed}): policy {cfg.policy_lm}, "
+             f"task {cfg.task_lm}, {len(task.train)} train / {len(task.dev)} dev examples, "
+             f"{cfg.steps} steps -> {cfg.workdir}")
+  results = trainer.train(agent, task, run_, trainer.TrainConfig(
+      steps=cfg.steps, eval_every=cfg.eval_every, log_every=cfg.log_every, seed=cfg.seed))
+  run_.finish(results)
+  return results

@@ -1,0 +1,56 @@
+"""Prompt naturalness: perplexity of prompts under a reference causal LM.
+
+PEZ (`prompt_lm/src/train_prompts.py::evaluate`) reports log-PPL = mean NLL of prompt tokens 2..L given
+the previous prompt tokens (first token unscored, no BOS). With `bos=True` (default here) a BOS token
+is prepended and all L tokens are scored, so one-token prompts get a value too (baselines.md §4).
+Natural log; PPL = exp(mean NLL).
+"""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from hpprompt.models.tokenizer import Tokenizer
+
+
+@functools.lru_cache(maxsize=4)
+def _nll_fn(graphdef):
+  def nll(state, ids, mask):
+    model = nnx.merge(graphdef, state)
+    logits = model(ids, attention_mask=mask).logits[:, :-1].astype(jnp.float32)
+    logp = jax.nn.log_softmax(logits, -1)
+    target = ids[:, 1:]
+    tok = -jnp.take_along_axis(logp, target[..., None], -1)[..., 0]
+    scored = mask[:, 1:]
+    return jnp.sum(tok * scored, 1), jnp.sum(scored, 1)
+  return jax.jit(nll)
+
+
+def prompt_nll(model: nnx.Module, tokenizer: Tokenizer, prompts: list[str], *,
+               bos: bool = True) -> tuple[np.ndarray, np.ndarray]:
+  """(mean NLL per scored token [P], number of scored tokens [P]) of each prompt string."""
+  start = tokenizer.special_id("bos")
+  if start is None:
+    start = tokenizer.special_id("eos")
+  if bos and start is None:
+    raise ValueError("bos=True, but the reference tokenizer has neither a BOS nor an EOS token.")
+  seqs = [([start] if bos else []) + tokenizer.encode(p) for p in prompts]
+  length = max(2, max(map(len, seqs)))
+  ids = np.zeros((len(seqs), length), np.int32)
+  mask = np.zeros((len(seqs), length), bool)
+  for i, s in enumerate(seqs):
+    ids[i, :len(s)], mask[i, :len(s)] = s, True
+  graphdef, state = nnx.split(model)
+  total, count = _nll_fn(graphdef)(state, jnp.asarray(ids), jnp.asarray(mask))
+  count = np.asarray(count)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    return np.where(count > 0, np.asarray(total) / np.maximum(count, 1), np.nan), count
+
+
+def prompt_perplexity(model: nnx.Module, tokenizer: Tokenizer, prompts: list[str], *,
+                      bos: bool = True) -> np.ndarray:
+  """exp(mean NLL) of each prompt; NaN for a prompt with no scored token."""
+  nll, _ = prompt_nll(model, tokenizer, prompts, bos=bos)
+  return np.exp(nll)
