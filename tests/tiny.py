@@ -55,3 +55,17 @@ def make_gpt2(path: str, *, layers: int = 2, dim: int = 32, heads: int = 4, seed
   torch.manual_seed(seed)
   transformers.GPT2LMHeadModel(cfg).save_pretrained(path)
   return path
+
+
+def make_roberta(path: str, *, layers: int = 2, dim: int = 32, heads: int = 4, seed: int = 0) -> str:
+  import torch  # noqa: PLC0415
+  import transformers  # noqa: PLC0415
+  os.makedirs(path, exist_ok=True)
+  vocab = save_tokenizer(path, masked_lm=True)
+  cfg = transformers.RobertaConfig(vocab_size=vocab, hidden_size=dim, num_hidden_layers=layers,
+                                   num_attention_heads=heads, intermediate_size=2 * dim,
+                                   max_position_embeddings=300, pad_token_id=1, bos_token_id=0,
+                                   eos_token_id=2)
+  torch.manual_seed(seed)
+  transformers.RobertaForMaskedLM(cfg).save_pretrained(path)
+  return path
