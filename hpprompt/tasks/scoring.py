@@ -50,6 +50,7 @@ def verbalizer_logits(model, hidden: jax.Array, ids: jax.Array) -> jax.Array:
 class _Chunk:
   cache: KVCache      # encoded inputs (rows padded to the device multiple)
   num: int            # real examples in the chunk
+  longest: int        # tokens of the longest input
 
 
 class Scorer:
@@ -68,6 +69,7 @@ class Scorer:
     self.chunk_size = _bucket(chunk_size, self.devices)
     self.pad_id = tokenizer.special_id("pad") or 0
     self.state = sharding.replicate(self.state, self.mesh)
+    self.max_positions = getattr(getattr(model, "config", None), "max_positions", None)
 
   def prompt_text(self, prompt: str) -> str:
     return prompt
@@ -122,7 +124,7 @@ class CausalScorer(Scorer):
       mask = sharding.pad_rows(mask, self.devices)
       mask[len(part):, 0] = True            # padding rows: one dummy token keeps softmax finite
       cache = self._encode_fn(self.state, *sharding.shard((ids, mask), self.mesh))
-      chunks.append(_Chunk(cache, len(part)))
+      chunks.append(_Chunk(cache, len(part), max(map(len, seqs))))
     self._encoded[key] = chunks
     return chunks
 
@@ -136,6 +138,10 @@ class CausalScorer(Scorer):
     last = mask.sum(1) - 1
     out = []
     for chunk in self.encode(examples):
+      if self.max_positions and chunk.longest + ids.shape[1] > self.max_positions:
+        raise TemplateError(
+            f"an input of {chunk.longest} tokens plus {ids.shape[1]} prompt/template tokens exceeds "
+            f"the task LM's {self.max_positions} positions; shorten the inputs or the prompt.")
       n_pad = chunk.cache.valid.shape[0]
       rows = (np.tile(ids, (n_pad, 1)), np.tile(mask, (n_pad, 1)), np.tile(last, n_pad))
       prefix = SharedPrefix.from_cache(chunk.cache, group=len(prompts))
@@ -148,9 +154,9 @@ class CausalScorer(Scorer):
 class FullScorer(Scorer):
   """Whole rendered sequences: masked LMs (logits at <mask>) or causal LMs (at the last token)."""
 
-  def __init__(self, *args, max_length: int = 512, **kwargs):
+  def __init__(self, *args, max_length: int | None = None, **kwargs):
     super().__init__(*args, **kwargs)
-    self.max_length = max_length
+    self.max_length = max_length or self.max_positions or 512
     self.masked_lm = self.template.masked_lm
     self.mask_token = self.tokenizer.special_tokens.get("mask_token") if self.masked_lm else None
     if self.masked_lm and (self.mask_token is None or self.tokenizer.token_to_id(
