@@ -1,1 +1,12 @@
-"""hpprompt.agent."""
+"""The prompt agent of PIN and RLPrompt: policy, sampler, learner, replay buffer, trainer."""
+from hpprompt.agent.agent import AgentState
+from hpprompt.agent.agent import PromptAgent
+from hpprompt.agent.config import PRESETS
+from hpprompt.agent.config import AgentConfig
+from hpprompt.agent.config import get_preset
+from hpprompt.agent.learner import Batch
+from hpprompt.agent.learner import TrainState
+from hpprompt.agent.sampling import Rollout
+
+__all__ = ("AgentConfig", "AgentState", "Batch", "PRESETS", "PromptAgent", "Rollout", "TrainState",
+           "get_preset")
