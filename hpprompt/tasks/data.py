@@ -177,17 +177,31 @@ def load_tfds(name: str, split: str, *, data_dir: str | None = None, k_per_class
     split: a tfds split ('train', 'validation', 'test', 'train[:10%]', ...).
     data_dir: tfds data directory.
     k_per_class: keep k examples per class, drawn with `seed` (InfoPrompt's 64/256-sample setting is
-      k_per_class = 32/128 for a binary task; use `subsample` for a total count).
+      k_per_class = 32/128 for a binary task).
     seed: sampling seed.
-    download: download and prepare if missing (needs network outside this sandbox).
+    download: download and prepare if not prepared yet (needs network; GCS copies are skipped, they
+      are tfrecord). An already prepared `data_dir` is read without touching the network.
+
+  Returns:
+    Examples in the prepared (shuffled, deterministic) order. Texts are the builders' raw strings:
+    ag_news is `title + " " + description` (as RLPrompt's agnews files); yelp keeps the source's
+    `""` and literal `\\n` escapes (as RLPrompt's yelp-2 files).
+
+  Raises:
+    DataError: unknown name, data not prepared with `download=False`, a split without labels
+      (the GLUE test splits: label -1), or a class with fewer than `k_per_class` examples.
   """
   if name not in _TFDS_FIELDS:
     raise DataError(f"unknown tfds data set {name!r}; choose one of {sorted(_TFDS_FIELDS)}.")
   tfds = _import_tfds()
   fields, pair_field = _TFDS_FIELDS[name]
-  if download:
-    builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
-    builder.download_and_prepare()
+  builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
+  if not builder.is_prepared():
+    if not download:
+      raise DataError(f"{name} is not prepared under {builder.data_dir}: pass download=True "
+                      "(needs network) or prepare it with file_format='array_record'.")
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(try_download_gcs=False))
   source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
   examples = []
   for i in range(len(source)):
@@ -195,7 +209,15 @@ def load_tfds(name: str, split: str, *, data_dir: str | None = None, k_per_class
     text = " ".join(_text(row[f]) for f in fields)
     examples.append(Example(text=text, label=int(row["label"]),
                             text_b=_text(row[pair_field]) if pair_field else None))
+  if any(e.label < 0 for e in examples):
+    raise DataError(f"{name} split {split!r} has no labels (label -1: GLUE test labels are "
+                    "hidden); evaluate on 'validation' or a slice of 'train'.")
   if k_per_class is not None:
+    num_classes = get_spec(name).num_classes
+    missing = set(range(num_classes)) - {e.label for e in examples}
+    if missing:
+      raise DataError(f"{name} split {split!r} has no examples of labels {sorted(missing)}; "
+                      f"k_per_class={k_per_class} needs all {num_classes}.")
     examples = per_class_sample(examples, k_per_class, seed)
   return examples
 
