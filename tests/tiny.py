@@ -50,7 +50,7 @@ def make_gpt2(path: str, *, layers: int = 2, dim: int = 32, heads: int = 4, seed
   import transformers  # noqa: PLC0415
   os.makedirs(path, exist_ok=True)
   vocab = save_tokenizer(path)
-  cfg = transformers.GPT2Config(vocab_size=vocab, n_positions=128, n_embd=dim, n_layer=layers,
+  cfg = transformers.GPT2Config(vocab_size=vocab, n_positions=512, n_embd=dim, n_layer=layers,
                                 n_head=heads, bos_token_id=0, eos_token_id=2, pad_token_id=1)
   torch.manual_seed(seed)
   transformers.GPT2LMHeadModel(cfg).save_pretrained(path)

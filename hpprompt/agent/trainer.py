@@ -70,6 +70,7 @@ def train(agent: PromptAgent, task: ClassificationTask, run: Run, cfg: TrainConf
   restored = run.restore(_templates(state))
   if restored is not None:
     state = agent.place(state.replace(**restored))
+    task.load_memo_state(run.meta.get("task_memo"))
   step = run.start_step
   t_start = time.time()
   with stop_on_sigint(run) as stop:
@@ -111,15 +112,15 @@ def _loop(agent, task, run, cfg, state, step, stop) -> None:
       if step % cfg.log_every == 0 or step == cfg.steps:
         run.progress(step, reward=record["raw_reward"], train_acc=record["train_acc"],
                      loss=record.get("loss", float("nan")))
-      run.maybe_save(step, _templates(state))
+      run.maybe_save(step, _templates(state), {"task_memo": task.memo_state()})
       if stop["stop"] and step < cfg.steps:
-        run.save(step, _templates(state))
+        run.save(step, _templates(state), {"task_memo": task.memo_state()})
         run.print(f"stopped: saved step {step} in {run.workdir}; continue with --resume")
         raise KeyboardInterrupt
   except KeyboardInterrupt:
     if run.saved_step != step:
       try:   # an interrupt mid-step: the last finished step, if its buffers are still alive
-        run.save(step, _templates(state))
+        run.save(step, _templates(state), {"task_memo": task.memo_state()})
         run.print(f"interrupted: saved step {step} in {run.workdir}; continue with --resume")
       except Exception:  # noqa: BLE001  (an update that donated them was cut short)
         run.print(f"interrupted mid-step; the last checkpoint is step {run.saved_step}")

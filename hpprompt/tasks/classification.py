@@ -40,6 +40,11 @@ class ClassificationTask:
   test: list[Example] | None = None
   correct_coeff: float = 200.0
   incorrect_coeff: float = 180.0
+  # prompt -> (reward, accuracy) on the training set, and (split, prompt) -> accuracy. The task LM
+  # is frozen, so a prompt's scores never change: repeated prompts (common once a policy sharpens)
+  # are not scored again. Runs checkpoint these memos so that a resumed run reuses the same values.
+  reward_memo: dict = dataclasses.field(default_factory=dict)
+  accuracy_memo: dict = dataclasses.field(default_factory=dict)
 
   def _split(self, split: str) -> list[Example]:
     examples = {"train": self.train, "dev": self.dev, "test": self.test}.get(split)
@@ -49,14 +54,34 @@ class ClassificationTask:
 
   def rewards(self, prompts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """(raw gap reward [P], training accuracy [P]) of prompt strings on the training examples."""
-    logits = self.scorer.class_logits(prompts, self.train)
-    labels = jnp.asarray([e.label for e in self.train], jnp.int32)
-    reward, acc = gap_rewards(jnp.asarray(logits), labels, correct_coeff=self.correct_coeff,
-                              incorrect_coeff=self.incorrect_coeff)
-    return np.asarray(reward), np.asarray(acc)
+    new = list(dict.fromkeys(p for p in prompts if p not in self.reward_memo))
+    if new:
+      logits = self.scorer.class_logits(new, self.train)
+      labels = jnp.asarray([e.label for e in self.train], jnp.int32)
+      reward, acc = gap_rewards(jnp.asarray(logits), labels, correct_coeff=self.correct_coeff,
+                                incorrect_coeff=self.incorrect_coeff)
+      for p, r, a in zip(new, np.asarray(reward).tolist(), np.asarray(acc).tolist()):
+        self.reward_memo[p] = (r, a)
+    scores = np.asarray([self.reward_memo[p] for p in prompts], np.float32)
+    return scores[:, 0], scores[:, 1]
 
   def accuracy(self, prompts: list[str], split: str = "dev") -> np.ndarray:
     """Test-time accuracy (argmax over verbalizers, RLPrompt's evaluator) of each prompt [P]."""
     examples = self._split(split)
-    logits = self.scorer.class_logits(prompts, examples)
-    return accuracy_from_logits(logits, np.asarray([e.label for e in examples]))
+    new = list(dict.fromkeys(p for p in prompts if (split, p) not in self.accuracy_memo))
+    if new:
+      logits = self.scorer.class_logits(new, examples)
+      acc = accuracy_from_logits(logits, np.asarray([e.label for e in examples]))
+      self.accuracy_memo.update({(split, p): float(a) for p, a in zip(new, acc)})
+    return np.asarray([self.accuracy_memo[(split, p)] for p in prompts])
+
+  def memo_state(self) -> dict:
+    """The memos as JSON-able lists (for checkpoints)."""
+    return {"rewards": [[p, r, a] for p, (r, a) in self.reward_memo.items()],
+            "accuracy": [[s, p, a] for (s, p), a in self.accuracy_memo.items()]}
+
+  def load_memo_state(self, state: dict | None) -> None:
+    if not state:
+      return
+    self.reward_memo = {p: (r, a) for p, r, a in state["rewards"]}
+    self.accuracy_memo = {(s, p): a for s, p, a in state["accuracy"]}

@@ -58,7 +58,7 @@ class Scorer:
 
   def __init__(self, model: nnx.Module, tokenizer: Tokenizer, template: Template,
                verbalizers: tuple[str, ...], *, mesh: jax.sharding.Mesh | None = None,
-               chunk_size: int = 256):
+               chunk_size: int = 256, prompt_group: int = 4):
     self.graphdef, self.state = nnx.split(model)
     self.model = model
     self.tokenizer = tokenizer
@@ -67,6 +67,7 @@ class Scorer:
     self.mesh = mesh or sharding.make_mesh()
     self.devices = self.mesh.devices.size
     self.chunk_size = _bucket(chunk_size, self.devices)
+    self.prompt_group = prompt_group
     self.pad_id = tokenizer.special_id("pad") or 0
     self.state = sharding.replicate(self.state, self.mesh)
     self.max_positions = getattr(getattr(model, "config", None), "max_positions", None)
@@ -110,45 +111,62 @@ class CausalScorer(Scorer):
     return jax.jit(score)
 
   def encode(self, examples: list[Example]) -> list[_Chunk]:
-    """Encodes the inputs of `examples` once (cached by content)."""
+    """Encodes the inputs of `examples` once (cached by content).
+
+    Shapes are fixed per example set (rows per chunk, prefix length), so a set compiles once.
+    """
     key = tuple(examples)
     if key in self._encoded:
       return self._encoded[key]
+    texts = [self.template.split_at_prompt(e.text, e.text_b)[0] for e in examples]
+    seqs = self.tokenizer.encode_batch(texts, add_special_tokens=True)
+    length = _bucket(max(map(len, seqs)), 16)
+    rows = min(self.chunk_size, _bucket(len(seqs), self.devices))
     chunks = []
-    for start in range(0, len(examples), self.chunk_size):
-      part = examples[start:start + self.chunk_size]
-      texts = [self.template.split_at_prompt(e.text, e.text_b)[0] for e in part]
-      seqs = self.tokenizer.encode_batch(texts, add_special_tokens=True)
-      ids, mask = _pad_batch(seqs, _bucket(max(map(len, seqs)), 8), self.pad_id)
-      ids = sharding.pad_rows(ids, self.devices)
-      mask = sharding.pad_rows(mask, self.devices)
+    for start in range(0, len(seqs), rows):
+      part = seqs[start:start + rows]
+      ids, mask = _pad_batch(part, length, self.pad_id)
+      ids, mask = sharding.pad_rows(ids, rows), sharding.pad_rows(mask, rows)
       mask[len(part):, 0] = True            # padding rows: one dummy token keeps softmax finite
       cache = self._encode_fn(self.state, *sharding.shard((ids, mask), self.mesh))
-      chunks.append(_Chunk(cache, len(part), max(map(len, seqs))))
+      chunks.append(_Chunk(cache, len(part), max(map(len, part))))
     self._encoded[key] = chunks
     return chunks
 
   def class_logits(self, prompts: list[str], examples: list[Example]) -> np.ndarray:
-    """[N, P, C] verbalizer logits of every example under every prompt."""
+    """[N, P, C] verbalizer logits of every example under every prompt.
+
+    Prompts go through in groups of `prompt_group` (the last one padded by repetition) and their
+    continuations are padded to a multiple of 4 tokens, so a run compiles the scorer only a few times.
+    """
     _, cont_format = self.template.split_at_prompt("", None)
     seqs = self.tokenizer.encode_batch([cont_format.replace("{prompt}", p) for p in prompts])
     if min(map(len, seqs)) == 0:
       raise TemplateError("a prompt and template tail tokenized to nothing; nothing to score.")
-    ids, mask = _pad_batch(seqs, _bucket(max(map(len, seqs)), 8), self.pad_id)
+    ids, mask = _pad_batch(seqs, _bucket(max(map(len, seqs)), 4), self.pad_id)
     last = mask.sum(1) - 1
-    out = []
-    for chunk in self.encode(examples):
-      if self.max_positions and chunk.longest + ids.shape[1] > self.max_positions:
-        raise TemplateError(
-            f"an input of {chunk.longest} tokens plus {ids.shape[1]} prompt/template tokens exceeds "
-            f"the task LM's {self.max_positions} positions; shorten the inputs or the prompt.")
-      n_pad = chunk.cache.valid.shape[0]
-      rows = (np.tile(ids, (n_pad, 1)), np.tile(mask, (n_pad, 1)), np.tile(last, n_pad))
-      prefix = SharedPrefix.from_cache(chunk.cache, group=len(prompts))
-      logits = self._score_fn(self.state, prefix, *sharding.shard(rows, self.mesh),
-                              self.verbalizer_ids)
-      out.append(np.asarray(logits).reshape(n_pad, len(prompts), -1)[:chunk.num])
-    return np.concatenate(out, 0)
+    group = min(self.prompt_group, len(prompts))
+    chunks = self.encode(examples)
+    out = np.zeros((sum(c.num for c in chunks), len(prompts), len(self.verbalizer_ids)), np.float32)
+    for g in range(0, len(prompts), group):
+      take = np.minimum(np.arange(g, g + group), len(prompts) - 1)   # pad the group by repetition
+      row = 0
+      for chunk in chunks:
+        if self.max_positions and chunk.longest + ids.shape[1] > self.max_positions:
+          raise TemplateError(
+              f"an input of {chunk.longest} tokens plus {ids.shape[1]} prompt/template tokens "
+              f"exceeds the task LM's {self.max_positions} positions; shorten the inputs or prompt.")
+        n_pad = chunk.cache.valid.shape[0]
+        rows = (np.tile(ids[take], (n_pad, 1)), np.tile(mask[take], (n_pad, 1)),
+                np.tile(last[take], n_pad))
+        prefix = SharedPrefix.from_cache(chunk.cache, group=group)
+        logits = self._score_fn(self.state, prefix, *sharding.shard(rows, self.mesh),
+                                self.verbalizer_ids)
+        logits = np.asarray(logits).reshape(n_pad, group, -1)[:chunk.num]
+        real = min(group, len(prompts) - g)
+        out[row:row + chunk.num, g:g + real] = logits[:, :real]
+        row += chunk.num
+    return out
 
 
 class FullScorer(Scorer):

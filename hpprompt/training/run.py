@@ -92,6 +92,7 @@ class Run:
     self.prompts = BestPrompts(keep_prompts)
     self.start_step = 0
     self.saved_step = None
+    self.meta: dict = {}           # the restored checkpoint's metadata
     self._t0 = time.time()
     self._first_step_time = None
 
@@ -103,6 +104,7 @@ class Run:
     if step is None:
       return None
     trees, meta = self.checkpointer.restore(step, templates)
+    self.meta = meta
     self.start_step = self.saved_step = int(meta["step"])
     self.prompts = BestPrompts(self.prompts.keep, meta.get("prompts"))
     self._truncate_metrics(self.start_step)
@@ -114,9 +116,9 @@ class Run:
     self.checkpointer.save(step, trees, meta)
     self.saved_step = step
 
-  def maybe_save(self, step: int, trees: dict) -> None:
+  def maybe_save(self, step: int, trees: dict, extra: dict | None = None) -> None:
     if step % self.checkpoint_every == 0 or step == self.total_steps:
-      self.save(step, trees)
+      self.save(step, trees, extra)
 
   # ---- metrics and progress ------------------------------------------------------------------------
 
