@@ -23,11 +23,16 @@ def tiny(tmp_path_factory):
   return path, torch_model, hub.load_model(str(path))
 
 
+def _fwd(model):
+  """Jitted forward (eager JAX compiles every op for every new shape: slower than one compile)."""
+  return jax.jit(lambda ids, mask=None, cache=None: model(ids, attention_mask=mask, cache=cache))
+
+
 @pytest.mark.parametrize("pad", ["right", "left"])
 def test_logits_match_pytorch(tiny, pad):
   path, torch_model, model = tiny
   ids, mask = hf_utils.random_batch(np.random.default_rng(0), VOCAB, 3, 11, pad)
-  out = model(jnp.asarray(ids), attention_mask=jnp.asarray(mask))
+  out = _fwd(model)(jnp.asarray(ids), jnp.asarray(mask))
   hf_utils.assert_close_on_mask(out.logits, hf_utils.torch_logits(torch_model, ids, mask), mask)
   assert out.hidden.shape == (3, 11, 32)
 
@@ -44,10 +49,11 @@ def test_kv_cache_decoding_equals_full_forward(tiny):
   _, _, model = tiny
   ids, mask = hf_utils.random_batch(np.random.default_rng(1), VOCAB, 2, 12, "right")
   ids, mask = jnp.asarray(ids), jnp.asarray(mask)
-  full = model(ids, attention_mask=mask).logits
+  fwd = _fwd(model)
+  full = fwd(ids, mask).logits
   cache = model.init_cache(2, 12)
   step = jax.jit(lambda c, i, m: model(i, attention_mask=m, cache=c))
-  out = model(ids[:, :7], attention_mask=mask[:, :7], cache=cache)
+  out = fwd(ids[:, :7], mask[:, :7], cache)
   logits = [out.logits]
   cache = out.cache
   for t in range(7, 12):
@@ -63,15 +69,15 @@ def test_prefix_caching_equals_full_forward(tiny):
   rng = np.random.default_rng(2)
   prefix, pmask = hf_utils.random_batch(rng, VOCAB, 2, 8, "right")
   conts = rng.integers(0, VOCAB, size=(3, 4)).astype(np.int32)      # 3 continuations
-  cache = model(jnp.asarray(prefix), attention_mask=jnp.asarray(pmask),
-                cache=model.init_cache(2, 12)).cache
+  fwd = _fwd(model)
+  cache = fwd(jnp.asarray(prefix), jnp.asarray(pmask), model.init_cache(2, 12)).cache
   rows = jnp.repeat(jnp.arange(2), 3)                                 # [p0c0, p0c1, ..., p1c2]
-  out = model(jnp.asarray(np.tile(conts, (2, 1))), cache=cache.take(rows))
+  out = fwd(jnp.asarray(np.tile(conts, (2, 1))), None, cache.take(rows))
   for r in range(6):
     p, c = divmod(r, 3)
     real = prefix[p][pmask[p]]
     seq = jnp.asarray(np.concatenate([real, conts[c]]))[None]
-    want = model(seq).logits[0, len(real):]
+    want = fwd(seq).logits[0, len(real):]
     np.testing.assert_allclose(out.logits[r], want, atol=1e-5)
 
 
@@ -115,13 +121,13 @@ def test_shared_prefix_equals_full_forward(tiny):
   rng = np.random.default_rng(3)
   prefix, pmask = hf_utils.random_batch(rng, VOCAB, 3, 9, "right")
   conts, cmask = hf_utils.random_batch(rng, VOCAB, 2, 5, "right")     # 2 continuations, padded
-  cache = model(jnp.asarray(prefix), attention_mask=jnp.asarray(pmask),
-                cache=model.init_cache(3, 9)).cache
+  fwd = _fwd(model)
+  cache = fwd(jnp.asarray(prefix), jnp.asarray(pmask), model.init_cache(3, 9)).cache
   shared = SharedPrefix.from_cache(cache, group=2)
   out = jax.jit(lambda ids, m: model(ids, attention_mask=m, cache=shared))(
       jnp.asarray(np.tile(conts, (3, 1))), jnp.asarray(np.tile(cmask, (3, 1))))
   for r in range(6):
     p, c = divmod(r, 2)
     real_p, real_c = prefix[p][pmask[p]], conts[c][cmask[c]]
-    want = model(jnp.asarray(np.concatenate([real_p, real_c]))[None]).logits[0, len(real_p):]
+    want = fwd(jnp.asarray(np.concatenate([real_p, real_c]))[None]).logits[0, len(real_p):]
     np.testing.assert_allclose(out.logits[r][cmask[c]], want, atol=1e-5)
