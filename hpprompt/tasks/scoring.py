@@ -162,7 +162,7 @@ class CausalScorer(Scorer):
         prefix = SharedPrefix.from_cache(chunk.cache, group=group)
         logits = self._score_fn(self.state, prefix, *sharding.shard(rows, self.mesh),
                                 self.verbalizer_ids)
-        logits = np.asarray(logits).reshape(n_pad, group, -1)[:chunk.num]
+        logits = sharding.to_host(logits).reshape(n_pad, group, -1)[:chunk.num]
         real = min(group, len(prompts) - g)
         out[row:row + chunk.num, g:g + real] = logits[:, :real]
         row += chunk.num
@@ -221,7 +221,7 @@ class FullScorer(Scorer):
       rows[1][len(part):, 0] = True
       logits = self._forward_fn(self.state, *sharding.shard(tuple(rows), self.mesh),
                                 self.verbalizer_ids)
-      out.append(np.asarray(logits)[:len(part)])
+      out.append(sharding.to_host(logits)[:len(part)])
     return np.concatenate(out, 0).reshape(len(examples), len(prompts), -1)
 
 

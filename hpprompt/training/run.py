@@ -13,6 +13,8 @@ import sys
 import time
 
 from hpprompt.training.checkpoint import Checkpointer
+from hpprompt.training.sharding import is_main_process
+from hpprompt.training.sharding import sync_processes
 
 
 class BestPrompts:
@@ -85,9 +87,12 @@ class Run:
     elif not resume and os.path.exists(os.path.join(workdir, "checkpoints")):
       raise ValueError(f"{workdir} already holds a run; pass --resume to continue it or choose "
                        "another --workdir.")
-    with open(config_path, "w") as f:
-      json.dump(self.config, f, indent=2, sort_keys=True)
+    self.main = is_main_process()     # on several hosts only process 0 writes files and prints
+    if self.main:
+      with open(config_path, "w") as f:
+        json.dump(self.config, f, indent=2, sort_keys=True)
     self.metrics_path = os.path.join(workdir, "metrics.jsonl")
+    sync_processes("run-init")         # every process checked the workdir before any creates it
     self.checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
     self.prompts = BestPrompts(keep_prompts)
     self.start_step = 0
@@ -123,7 +128,7 @@ class Run:
   # ---- metrics and progress ------------------------------------------------------------------------
 
   def _truncate_metrics(self, step: int) -> None:
-    if not os.path.exists(self.metrics_path):
+    if not self.main or not os.path.exists(self.metrics_path):
       return
     with open(self.metrics_path) as f:
       keep = [line for line in f if json.loads(line).get("step", 0) <= step]
@@ -131,6 +136,8 @@ class Run:
       f.writelines(keep)
 
   def log(self, step: int, metrics: dict) -> None:
+    if not self.main:
+      return
     record = {"step": step, **_jsonable(metrics)}
     with open(self.metrics_path, "a") as f:
       f.write(json.dumps(record) + "\n")
@@ -155,10 +162,12 @@ class Run:
     self.print(" | ".join(parts))
 
   def print(self, message: str) -> None:
-    print(message, file=self.stream, flush=True)
+    if self.main:
+      print(message, file=self.stream, flush=True)
 
   def finish(self, results: dict) -> None:
-    self.prompts.write_csv(os.path.join(self.workdir, "prompts.csv"))
-    with open(os.path.join(self.workdir, "results.json"), "w") as f:
-      json.dump(_jsonable(results), f, indent=2)
+    if self.main:
+      self.prompts.write_csv(os.path.join(self.workdir, "prompts.csv"))
+      with open(os.path.join(self.workdir, "results.json"), "w") as f:
+        json.dump(_jsonable(results), f, indent=2)
     self.checkpointer.close()

@@ -16,11 +16,17 @@ DATA = "data"
 
 def init_distributed(coordinator_address: str | None, num_processes: int | None,
                      process_id: int | None) -> None:
-  """`jax.distributed.initialize` when a coordinator is given (multi-host); no-op otherwise."""
+  """`jax.distributed.initialize` when a coordinator is given (multi-host); no-op otherwise.
+
+  Every process runs the same program with the same flags and seed; inputs that are identical on all
+  processes are placed with `shard`/`replicate`, and `to_host` gathers sharded results. On CPU hosts
+  the collectives go through gloo.
+  """
   if not coordinator_address:
     return
   if num_processes is None or process_id is None:
     raise ValueError("--coordinator_address needs --num_processes and --process_id.")
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")   # used by CPU backends only
   jax.distributed.initialize(coordinator_address=coordinator_address,
                              num_processes=num_processes, process_id=process_id)
 
@@ -63,3 +69,23 @@ def shard(tree, mesh: jax.sharding.Mesh, axis: int = 0):
 
 def replicate(tree, mesh: jax.sharding.Mesh):
   return jax.tree.map(lambda x: jax.device_put(x, replicated(mesh)), tree)
+
+
+def to_host(x) -> np.ndarray:
+  """A (possibly sharded, possibly multi-host) array as a full NumPy array on every process."""
+  if not isinstance(x, jax.Array) or x.is_fully_addressable or x.is_fully_replicated:
+    return np.asarray(x)
+  from jax.experimental import multihost_utils  # noqa: PLC0415
+  return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def is_main_process() -> bool:
+  """True on the process that writes files and prints (process 0; always true on one host)."""
+  return jax.process_index() == 0
+
+
+def sync_processes(name: str) -> None:
+  """A barrier across processes (no-op on one host)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # noqa: PLC0415
+    multihost_utils.sync_global_devices(name)
