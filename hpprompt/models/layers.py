@@ -57,10 +57,14 @@ class RoPE:
   head_dim: int
   theta: float = 10_000.0
 
+  def inv_freq(self) -> Array:
+    """theta^(-2i/d) for i < d/2 (subclasses change the frequencies, e.g. Llama 3.1 scaling)."""
+    half = self.head_dim // 2
+    return 1.0 / (self.theta ** (jnp.arange(0, half, dtype=jnp.float32) * 2 / self.head_dim))
+
   def __call__(self, x: Array, positions: Array) -> Array:
     half = self.head_dim // 2
-    inv_freq = 1.0 / (self.theta ** (jnp.arange(0, half, dtype=jnp.float32) * 2 / self.head_dim))
-    angles = positions.astype(jnp.float32)[..., None] * inv_freq          # [B, T, half]
+    angles = positions.astype(jnp.float32)[..., None] * self.inv_freq()   # [B, T, half]
     cos = jnp.cos(angles)[:, :, None, :]
     sin = jnp.sin(angles)[:, :, None, :]
     x1, x2 = x[..., :half].astype(jnp.float32), x[..., half:].astype(jnp.float32)

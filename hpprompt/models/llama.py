@@ -121,15 +121,8 @@ class ScaledRoPE(layers.RoPE):
   """`layers.RoPE` (rotate-half) with Llama 3.1 scaled frequencies."""
   scaling: Llama3RopeScaling | None = None
 
-  def __call__(self, x: jax.Array, positions: jax.Array) -> jax.Array:
-    half = self.head_dim // 2
-    inv_freq = llama3_inv_freq(self.head_dim, self.theta, self.scaling)
-    angles = positions.astype(jnp.float32)[..., None] * inv_freq          # [B, T, half]
-    cos = jnp.cos(angles)[:, :, None, :]
-    sin = jnp.sin(angles)[:, :, None, :]
-    x1, x2 = x[..., :half].astype(jnp.float32), x[..., half:].astype(jnp.float32)
-    out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
-    return out.astype(x.dtype)
+  def inv_freq(self) -> jax.Array:
+    return llama3_inv_freq(self.head_dim, self.theta, self.scaling)
 
 
 def _rope(cfg: LlamaConfig) -> layers.RoPE:
