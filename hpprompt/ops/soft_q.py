@@ -12,7 +12,9 @@ RLPrompt, spmax for PIN, see `regularizers.py`):
 
 With g = 1 these are exactly `soft_q_loss_with_sparse_rewards_{2,3}` of RLPrompt
 (rlprompt/losses/sql_losses.py, "v2_v2r_v3_v3r" with coefficient=None) and `sparse_ql_loss_{1,2,3,2_3}`
-of PIN (rlprompt/losses/sparse_ql_losses.py). The discounted v3 is the path-consistency form of
+of PIN (rlprompt/losses/sparse_ql_losses.py) on full-length trajectories (all that either paper uses).
+For `length` < T we follow RLPrompt; PIN's code would add g V'_length to the last step's v2 target
+and discount v1 by T rather than the length. The discounted v3 is the path-consistency form of
 Nachum et al. 2017 (the released code uses g = 1 there only). References: "Efficient (Soft) Q-Learning
 for Text Generation with Limited Good Data", Guo et al. 2021 (https://arxiv.org/abs/2106.07704), Eq. 6-9;
 "RLPrompt", Deng et al. EMNLP 2022, Sec. 2.2; "PIN", Choi et al. ACL 2024, Eq. 5 and Algorithm 1.

@@ -5,7 +5,8 @@ For logits z over a vocabulary (optionally restricted by a boolean mask):
   sparsemax(z) = argmin_{p in simplex} ||p - z||^2 = max(z - tau(z), 0)
   tau(z)       = (sum_{i in S} z_i - 1) / |S|,  S = {i : z_i > tau(z)}   (the support)
   spmax(z)     = max_{p in simplex} <p, z> + 1/2 (1 - ||p||^2)
-               = 1/2 sum_{i in S} (z_i^2 - tau^2) + 1/2,     grad spmax = sparsemax.
+               = 1/2 sum_{i in S} (z_i^2 - tau^2) + 1/2 = tau + 1/2 + 1/2 ||p||^2,
+  grad spmax = sparsemax.
 
 With a temperature alpha the value is alpha * spmax(z / alpha) and the policy sparsemax(z / alpha).
 
@@ -41,10 +42,9 @@ _MAX_FALLBACK_ITERS = 10_000
 
 
 class Threshold(NamedTuple):
-  """The sparsemax threshold of one logit vector and the support statistics used by spmax."""
+  """The sparsemax threshold of one logit vector and its support size."""
   tau: Array           # scalar float32
   support_size: Array  # scalar int32, |S|
-  sum_sq: Array        # scalar float32, sum_{i in S} z_i^2
 
 
 def _check(logits: Array, mask: Array | None) -> None:
@@ -79,61 +79,59 @@ def _threshold(z: Array, top_k: int) -> Threshold:
   in_s = jnp.arange(k) < size
   tau = (jnp.sum(jnp.where(in_s, v0, 0.0)) - 1.0) / size
   tau = jnp.where(size > 0, tau, jnp.nan)                   # everything masked (or NaN logits)
-  sum_sq = jnp.sum(jnp.where(in_s, v0 * v0, 0.0))
   # Certificate: every entry outside the top-k is <= v[k-1] <= tau, so the support is inside.
-  exact = (k == z.shape[0]) | (v[k - 1] <= tau) | jnp.isnan(tau)
+  # (min(v) is v[k-1]; indexing v[k-1] directly makes XLA compile top_k as a full sort.)
+  exact = (k == z.shape[0]) | (jnp.min(v) <= tau) | jnp.isnan(tau)
 
   def not_done(c):
-    return ~c[4]
+    return ~c[3]
 
   def michelot_step(c):
-    tau, size, sum_sq, it, _ = c
+    tau, size, it, _ = c
     s = z > tau
     new_size = _sum(s.astype(jnp.int32))
     new_tau = (_sum(jnp.where(s, z, 0.0)) - 1.0) / new_size
-    new_sum_sq = _sum(jnp.where(s, z * z, 0.0))
     done = (new_size == size) | (it >= _MAX_FALLBACK_ITERS)
     # tau only rises (started below the fixed point); max() guards against rounding.
-    return jnp.maximum(new_tau, tau), new_size, new_sum_sq, it + 1, done
+    return jnp.maximum(new_tau, tau), new_size, it + 1, done
 
-  tau, size, sum_sq, _, _ = jax.lax.while_loop(
-      not_done, michelot_step, (tau, size, sum_sq, jnp.int32(0), exact))
-  return Threshold(tau, size, sum_sq)
+  tau, size, _, _ = jax.lax.while_loop(not_done, michelot_step, (tau, size, jnp.int32(0), exact))
+  return Threshold(tau, size)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
-def _sparsemax(z: Array, mask: Array, top_k: int) -> Array:
-  tau = _threshold(jnp.where(mask, z, -jnp.inf), top_k).tau
-  # An all-masked vector has tau = NaN: let it show in every entry rather than return zeros.
-  return jnp.where(mask | jnp.isnan(tau), jnp.maximum(z - tau, 0.0), 0.0)
+# The custom_jvp functions take the masked logits only (masked entries -inf): passing a mask array
+# into a custom_jvp breaks jit(vmap(...)) when the mask is a closed-over NumPy constant (jax 0.10).
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _sparsemax(z: Array, top_k: int) -> Array:
+  # Masked entries are -inf -> 0; an all-masked vector has tau = NaN -> NaN everywhere.
+  return jnp.maximum(z - _threshold(z, top_k).tau, 0.0)
 
 
 @_sparsemax.defjvp
 def _sparsemax_jvp(top_k, primals, tangents):
-  z, mask = primals
-  dz, _ = tangents
-  p = _sparsemax(z, mask, top_k)
+  (z,), (dz,) = primals, tangents
+  p = _sparsemax(z, top_k)
   s = (p > 0).astype(z.dtype)
   # Jacobian of sparsemax: diag(s) - s s^T / |S|  (Martins & Astudillo 2016, Eq. 12).
   dp = s * dz - s * jnp.sum(s * dz) / jnp.sum(s)
   return p, dp
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
-def _spmax(z: Array, mask: Array, top_k: int) -> Array:
-  t = _threshold(jnp.where(mask, z, -jnp.inf), top_k)
-  return 0.5 * (t.sum_sq - t.support_size * t.tau * t.tau) + 0.5
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _spmax(z: Array, top_k: int) -> Array:
+  # tau + 1/2 + 1/2 sum_S (z_i - tau)^2 equals 1/2 sum_S (z_i^2 - tau^2) + 1/2 (z = p + tau on S)
+  # without cancelling terms of size z^2: accurate for shifted or large logits.
+  tau = _threshold(z, top_k).tau
+  p = jnp.maximum(z - tau, 0.0)
+  return tau + 0.5 + 0.5 * _sum(p * p)
 
 
 @_spmax.defjvp
 def _spmax_jvp(top_k, primals, tangents):
-  z, mask = primals
-  dz, _ = tangents
-  return _spmax(z, mask, top_k), jnp.sum(_sparsemax(z, mask, top_k) * dz)
-
-
-def _full_mask(z: Array, mask: Array | None) -> Array:
-  return jnp.ones(z.shape, bool) if mask is None else mask
+  (z,), (dz,) = primals, tangents
+  return _spmax(z, top_k), jnp.sum(_sparsemax(z, top_k) * dz)
 
 
 def sparsemax(logits: Array, mask: Array | None = None, *, temperature: float = 1.0,
@@ -150,8 +148,8 @@ def sparsemax(logits: Array, mask: Array | None = None, *, temperature: float = 
     probabilities [V] with the dtype of `logits`; they sum to 1 over the support.
   """
   _check(logits, mask)
-  z = logits.astype(jnp.float32) / temperature
-  return _sparsemax(z, _full_mask(z, mask), top_k).astype(logits.dtype)
+  z = _masked(logits.astype(jnp.float32) / temperature, mask)
+  return _sparsemax(z, top_k).astype(logits.dtype)
 
 
 def sparsemax_threshold(logits: Array, mask: Array | None = None, *, temperature: float = 1.0,
@@ -178,8 +176,8 @@ def spmax(logits: Array, mask: Array | None = None, *, temperature: float = 1.0,
     scalar with the dtype of `logits`.
   """
   _check(logits, mask)
-  z = logits.astype(jnp.float32) / temperature
-  return (temperature * _spmax(z, _full_mask(z, mask), top_k)).astype(logits.dtype)
+  z = _masked(logits.astype(jnp.float32) / temperature, mask)
+  return (temperature * _spmax(z, top_k)).astype(logits.dtype)
 
 
 def tsallis_entropy(probs: Array) -> Array:
