@@ -2,8 +2,7 @@
 
 The logits reference is a numpy float64 Llama (environment.md's appendix) on the raw GGUF tensors
 with *interleaved* RoPE, so it checks our q/k un-permutation independently. transformers' own GGUF
-loader needs `accelerate` (not a project dependency) and takes ~40 s; that comparison runs only
-where accelerate is installed.
+loader (the issue's reference) needs `accelerate`, which the `test` extra installs, so CI runs it.
 """
 import importlib.util
 import os
