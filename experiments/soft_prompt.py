@@ -1,0 +1,92 @@
+"""Continuous-prompt baselines: soft prompt tuning, InfoPrompt, PEZ (hard prompts).
+
+  python experiments/soft_prompt.py --method=soft                   # SmolLM2-135M, SST-2 16-shot
+  python experiments/soft_prompt.py --method=infoprompt --variational_head --prompt_generator
+  python experiments/soft_prompt.py --method=pez --prompt_length=5 --steps=60
+  python experiments/soft_prompt.py --dataset=glue/rte --k_per_class=32 --task_lm=roberta-large
+  python experiments/soft_prompt.py --workdir=runs/a --resume       # continue after Ctrl-C
+
+Logic lives in hpprompt.launch.soft_prompt; see `--helpfull` for every flag.
+"""
+import dataclasses
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from hpprompt.launch import cli
+from hpprompt.launch import soft_prompt
+
+D = soft_prompt.BaselineConfig()
+flags.DEFINE_string("method", D.method, "soft (Lester et al.), infoprompt (Wu et al.) or pez "
+                    "(Wen et al.).")
+flags.DEFINE_string("dataset", D.dataset, "Few-shot set (sst-2, mr, ...) or tfds set (glue/sst2, "
+                    "glue/rte, glue/mrpc, glue/cola, ...).")
+flags.DEFINE_integer("dataset_seed", D.dataset_seed, "Few-shot split 0-4; tfds: sampling seed.")
+flags.DEFINE_string("data_dir", None, "Few-shot data root (default: bundled) or tfds data_dir.")
+flags.DEFINE_integer("k_per_class", None, "tfds sets: train (and dev) examples per class.")
+flags.DEFINE_string("task_lm", D.task_lm, "Task LM: hub name, local HF dir, or 'smollm2'.")
+flags.DEFINE_string("template", None,
+                    "Template with {sentence_1} and {prompt} (+ <mask> for MLMs).")
+flags.DEFINE_list("verbalizers", None, "Comma-separated verbalizer words, one per class.")
+flags.DEFINE_integer("prompt_length", D.prompt_length, "Prompt vectors / tokens L.")
+flags.DEFINE_enum("init", D.init, ["uniform", "vocab", "class"],
+                  "Prompt initialisation: U[-init_scale, init_scale], sampled vocabulary rows, or "
+                  "class-label words.")
+flags.DEFINE_float("init_scale", None, "uniform init range (default 0.5).")
+flags.DEFINE_integer("steps", D.steps, "Training steps.")
+flags.DEFINE_integer("batch_size", D.batch_size, "Examples per step (capped at the train set).")
+flags.DEFINE_float("learning_rate", None, "AdamW learning rate (default: the method's).")
+flags.DEFINE_float("weight_decay", None, "AdamW weight decay (default: the method's).")
+flags.DEFINE_bool("variational_head", None, "InfoPrompt: Gaussian-bottleneck class head.")
+flags.DEFINE_bool("prompt_generator", None, "InfoPrompt: instance-dependent prompt generator.")
+flags.DEFINE_string("logp_floor", None, "InfoPrompt: InfoNCE log-prob floor (default -2; 'none').")
+flags.DEFINE_float("gamma", None, "InfoPrompt: head-loss weight (default 0.1).")
+flags.DEFINE_float("beta", None, "InfoPrompt: representation-loss weight (default 0.2).")
+flags.DEFINE_float("kl_weight", None, "InfoPrompt: KL weight (default 0.1).")
+flags.DEFINE_float("target_train_acc", D.target_train_acc, "Report the first step reaching it.")
+flags.DEFINE_string("workdir", D.workdir, "Run directory (config, metrics, checkpoints, prompts).")
+flags.DEFINE_bool("resume", False, "Continue the run in --workdir from its last checkpoint.")
+flags.DEFINE_integer("seed", D.seed, "Random seed of the run.")
+flags.DEFINE_integer("eval_every", D.eval_every, "Validate every N steps.")
+flags.DEFINE_integer("log_every", D.log_every, "Progress line every N steps.")
+flags.DEFINE_integer("checkpoint_every", D.checkpoint_every, "Checkpoint every N steps.")
+flags.DEFINE_enum("dtype", D.dtype, ["float32", "bfloat16"], "Parameter dtype of the task LM.")
+flags.DEFINE_integer("num_devices", None, "Devices to shard over (default: all).")
+FLAGS = flags.FLAGS
+
+_OPTIONS = ("init_scale", "weight_decay", "variational_head", "prompt_generator", "gamma", "beta",
+            "kl_weight")
+
+
+def config_from_flags() -> soft_prompt.BaselineConfig:
+  options = {name: getattr(FLAGS, name) for name in _OPTIONS if getattr(FLAGS, name) is not None}
+  if FLAGS.logp_floor is not None:
+    with cli.flag("logp_floor"):
+      options["logp_floor"] = (None if FLAGS.logp_floor.lower() == "none"
+                               else float(FLAGS.logp_floor))
+  return dataclasses.replace(
+      D, method=FLAGS.method, dataset=FLAGS.dataset, dataset_seed=FLAGS.dataset_seed,
+      data_dir=FLAGS.data_dir, k_per_class=FLAGS.k_per_class, task_lm=FLAGS.task_lm,
+      template=FLAGS.template,
+      verbalizers=tuple(FLAGS.verbalizers) if FLAGS.verbalizers else None,
+      prompt_length=FLAGS.prompt_length, init=FLAGS.init, learning_rate=FLAGS.learning_rate,
+      options=options, steps=FLAGS.steps, batch_size=FLAGS.batch_size,
+      eval_every=FLAGS.eval_every, log_every=FLAGS.log_every,
+      checkpoint_every=FLAGS.checkpoint_every, target_train_acc=FLAGS.target_train_acc,
+      workdir=FLAGS.workdir, resume=FLAGS.resume, seed=FLAGS.seed, dtype=FLAGS.dtype,
+      num_devices=FLAGS.num_devices)
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  try:
+    cli.run_main(lambda: soft_prompt.run(config_from_flags()))
+  except soft_prompt.Interrupted:
+    sys.exit(130)
+
+
+if __name__ == "__main__":
+  app.run(main)
