@@ -58,7 +58,7 @@ class Scorer:
 
   def __init__(self, model: nnx.Module, tokenizer: Tokenizer, template: Template,
                verbalizers: tuple[str, ...], *, mesh: jax.sharding.Mesh | None = None,
-               chunk_size: int = 256, prompt_group: int = 4):
+               chunk_size: int = 256, prompt_group: int = 4, cache_bytes: int = 1 << 30):
     self.graphdef, self.state = nnx.split(model)
     self.model = model
     self.tokenizer = tokenizer
@@ -68,6 +68,7 @@ class Scorer:
     self.devices = self.mesh.devices.size
     self.chunk_size = _bucket(chunk_size, self.devices)
     self.prompt_group = prompt_group
+    self.cache_bytes = cache_bytes       # encoded inputs kept between calls up to this size
     self.pad_id = tokenizer.special_id("pad") or 0
     self.state = sharding.replicate(self.state, self.mesh)
     self.max_positions = getattr(getattr(model, "config", None), "max_positions", None)
@@ -87,7 +88,7 @@ class CausalScorer(Scorer):
     if not self.template.prompt_after_inputs:
       raise TemplateError(f"{self.template.text!r}: CausalScorer needs the prompt after the inputs; "
                           "use FullScorer.")
-    self._encoded: dict[tuple, list[_Chunk]] = {}
+    self._encoded: dict[tuple, list] = {}
 
   @functools.cached_property
   def _encode_fn(self):
@@ -110,26 +111,36 @@ class CausalScorer(Scorer):
       return verbalizer_logits(model, h, verb_ids)
     return jax.jit(score)
 
-  def encode(self, examples: list[Example]) -> list[_Chunk]:
-    """Encodes the inputs of `examples` once (cached by content).
+  def _kv_bytes_per_token(self) -> int:
+    itemsize = jnp.dtype(self.model.config.dtype).itemsize
+    return 2 * self.model.num_layers * self.model.num_kv_heads * self.model.head_dim * itemsize
 
-    Shapes are fixed per example set (rows per chunk, prefix length), so a set compiles once.
-    """
-    key = tuple(examples)
-    if key in self._encoded:
-      return self._encoded[key]
+  def _chunks(self, examples: list[Example]):
+    """Yields (example indices, encoded chunk): inputs sorted by length, each chunk padded to a
+    multiple of 16 tokens (little padding, few distinct shapes), rows to a fixed count."""
     texts = [self.template.split_at_prompt(e.text, e.text_b)[0] for e in examples]
     seqs = self.tokenizer.encode_batch(texts, add_special_tokens=True)
-    length = _bucket(max(map(len, seqs)), 16)
+    order = np.argsort([len(q) for q in seqs], kind="stable")
     rows = min(self.chunk_size, _bucket(len(seqs), self.devices))
-    chunks = []
     for start in range(0, len(seqs), rows):
-      part = seqs[start:start + rows]
-      ids, mask = _pad_batch(part, length, self.pad_id)
+      idx = order[start:start + rows]
+      part = [seqs[i] for i in idx]
+      ids, mask = _pad_batch(part, _bucket(max(map(len, part)), 16), self.pad_id)
       ids, mask = sharding.pad_rows(ids, rows), sharding.pad_rows(mask, rows)
       mask[len(part):, 0] = True            # padding rows: one dummy token keeps softmax finite
       cache = self._encode_fn(self.state, *sharding.shard((ids, mask), self.mesh))
-      chunks.append(_Chunk(cache, len(part), max(map(len, part))))
+      yield idx, _Chunk(cache, len(part), max(map(len, part)))
+
+  def encode(self, examples: list[Example]):
+    """The encoded inputs: kept for reuse when they fit in `cache_bytes` (training and validation
+    sets, scored every step), otherwise streamed chunk by chunk (a large test set)."""
+    key = tuple(examples)
+    if key in self._encoded:
+      return self._encoded[key]
+    tokens = sum(len(e.text) for e in examples) // 3 + len(examples)     # rough token count
+    if tokens * self._kv_bytes_per_token() > self.cache_bytes:
+      return self._chunks(examples)
+    chunks = list(self._chunks(examples))
     self._encoded[key] = chunks
     return chunks
 
@@ -146,17 +157,15 @@ class CausalScorer(Scorer):
     ids, mask = _pad_batch(seqs, _bucket(max(map(len, seqs)), 4), self.pad_id)
     last = mask.sum(1) - 1
     group = min(self.prompt_group, len(prompts))
-    chunks = self.encode(examples)
-    out = np.zeros((sum(c.num for c in chunks), len(prompts), len(self.verbalizer_ids)), np.float32)
-    for g in range(0, len(prompts), group):
-      take = np.minimum(np.arange(g, g + group), len(prompts) - 1)   # pad the group by repetition
-      row = 0
-      for chunk in chunks:
-        if self.max_positions and chunk.longest + ids.shape[1] > self.max_positions:
-          raise TemplateError(
-              f"an input of {chunk.longest} tokens plus {ids.shape[1]} prompt/template tokens "
-              f"exceeds the task LM's {self.max_positions} positions; shorten the inputs or prompt.")
-        n_pad = chunk.cache.valid.shape[0]
+    out = np.zeros((len(examples), len(prompts), len(self.verbalizer_ids)), np.float32)
+    for idx, chunk in self.encode(examples):
+      if self.max_positions and chunk.longest + ids.shape[1] > self.max_positions:
+        raise TemplateError(
+            f"an input of {chunk.longest} tokens plus {ids.shape[1]} prompt/template tokens "
+            f"exceeds the task LM's {self.max_positions} positions; shorten the inputs or prompt.")
+      n_pad = chunk.cache.valid.shape[0]
+      for g in range(0, len(prompts), group):
+        take = np.minimum(np.arange(g, g + group), len(prompts) - 1)   # pad by repetition
         rows = (np.tile(ids[take], (n_pad, 1)), np.tile(mask[take], (n_pad, 1)),
                 np.tile(last[take], n_pad))
         prefix = SharedPrefix.from_cache(chunk.cache, group=group)
@@ -164,8 +173,7 @@ class CausalScorer(Scorer):
                                 self.verbalizer_ids)
         logits = sharding.to_host(logits).reshape(n_pad, group, -1)[:chunk.num]
         real = min(group, len(prompts) - g)
-        out[row:row + chunk.num, g:g + real] = logits[:, :real]
-        row += chunk.num
+        out[idx, g:g + real] = logits[:, :real]
     return out
 
 

@@ -54,12 +54,14 @@ def test_rewards_match_torch_numpy_recomputation(gpt2_dir, roberta_dir, masked_l
   np.testing.assert_allclose(acc, want_acc)
 
 
-def test_causal_prefix_scorer_equals_full_scorer(gpt2_dir):
+@pytest.mark.parametrize("cache_bytes", [1 << 30, 0])      # kept encodings / streamed chunks
+def test_causal_prefix_scorer_equals_full_scorer(gpt2_dir, cache_bytes):
   model, tok = hub.load_pretrained(gpt2_dir)
   examples = data.load_few_shot("sst-2", 1, "dev")[:20]
   tmpl = Template("{sentence_1} {prompt}", masked_lm=False)
-  a = scoring.CausalScorer(model, tok, tmpl, VERBALIZERS, chunk_size=8).class_logits(PROMPTS,
-                                                                                      examples)
+  scorer = scoring.CausalScorer(model, tok, tmpl, VERBALIZERS, chunk_size=8, cache_bytes=cache_bytes)
+  a = scorer.class_logits(PROMPTS, examples)
+  assert bool(scorer._encoded) == bool(cache_bytes)
   b = scoring.FullScorer(model, tok, tmpl, VERBALIZERS, chunk_size=32).class_logits(PROMPTS,
                                                                                     examples)
   np.testing.assert_allclose(a, b, atol=2e-5)
