@@ -5,10 +5,7 @@ Each step: sample prompts -> task rewards on the training examples -> shape -> l
 (RLPrompt left that to its users, issue #12; PIN writes them sorted to a csv). Checkpoints every
 `checkpoint_every` steps; Ctrl-C saves the last finished step and exits; `resume` continues exactly.
 """
-import contextlib
 import dataclasses
-import signal
-import threading
 import time
 
 import numpy as np
@@ -16,7 +13,9 @@ import numpy as np
 from hpprompt.agent.agent import AgentState
 from hpprompt.agent.agent import PromptAgent
 from hpprompt.tasks.classification import ClassificationTask
+from hpprompt.training.run import Interrupted  # noqa: F401  (re-exported for launchers)
 from hpprompt.training.run import Run
+from hpprompt.training.run import stop_on_sigint
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,31 +24,6 @@ class TrainConfig:
   eval_every: int = 10
   log_every: int = 1
   seed: int = 0
-
-
-class Interrupted(Exception):
-  """Raised after Ctrl-C once the last finished step has been saved."""
-
-
-@contextlib.contextmanager
-def stop_on_sigint(run: Run):
-  """First Ctrl-C: finish the current step, save, stop (yields a flag). Second: abort at once."""
-  flag = {"stop": False}
-  if threading.current_thread() is not threading.main_thread():
-    yield flag
-    return
-
-  def handler(signum, frame):
-    if flag["stop"]:
-      raise KeyboardInterrupt
-    flag["stop"] = True
-    run.print("Ctrl-C: stopping after this step (press again to abort without saving it)")
-
-  previous = signal.signal(signal.SIGINT, handler)
-  try:
-    yield flag
-  finally:
-    signal.signal(signal.SIGINT, previous)
 
 
 def _templates(state: AgentState) -> dict:

@@ -313,7 +313,7 @@ class EmbeddingTask:
     """Class logits [N, C] of `examples` from `logits_fn(batch) -> [B, C]`, chunk by chunk."""
     out = np.zeros((len(examples), len(self.verbalizers)), np.float32)
     for idx, batch in self.batches(examples, length, null=null, chunk_size=chunk_size):
-      out[idx] = np.asarray(logits_fn(batch))[:len(idx)]
+      out[idx] = sharding.to_host(logits_fn(batch))[:len(idx)]
     return out
 
   # ---- placement ---------------------------------------------------------------------------------

@@ -4,7 +4,7 @@
 The conventions are those of `hpprompt.launch.fewshot`: the same data, task LM, template and
 verbalizer resolution (`fewshot.load_data`, `fewshot.load_task`), the same run directory
 (`training.run.Run`: config.json, metrics.jsonl, checkpoints, prompts.csv, results.json), and the
-same Ctrl-C behaviour (`agent.trainer.stop_on_sigint`: finish the step, save, stop; --resume
+same Ctrl-C behaviour (`training.run.stop_on_sigint`: finish the step, save, stop; --resume
 continues exactly). Every failure caused by a setting is raised as `cli.FlagError` naming the
 setting.
 
@@ -34,8 +34,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from hpprompt import baselines
-from hpprompt.agent.trainer import Interrupted
-from hpprompt.agent.trainer import stop_on_sigint
 from hpprompt.launch import cli
 from hpprompt.launch import fewshot
 from hpprompt.metrics import classification
@@ -45,7 +43,9 @@ from hpprompt.models.base import CausalLM
 from hpprompt.tasks import data
 from hpprompt.tasks.classification import ClassificationTask
 from hpprompt.training import sharding
+from hpprompt.training.run import Interrupted
 from hpprompt.training.run import Run
+from hpprompt.training.run import stop_on_sigint
 
 __all__ = ("BaselineConfig", "Interrupted", "build", "run", "scores", "train")
 
@@ -176,7 +176,8 @@ def _float_metrics(metrics: dict) -> dict:
 
 
 def _evaluate(method, params, batches: list, labels: np.ndarray) -> dict:
-  logits = np.concatenate([np.asarray(method.logits(params, b))[:len(i)] for i, b in batches])
+  logits = np.concatenate([sharding.to_host(method.logits(params, b))[:len(i)]
+                           for i, b in batches])
   return scores(logits, labels)
 
 

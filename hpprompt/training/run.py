@@ -5,11 +5,14 @@ record per logged step), `checkpoints/` (Orbax), `prompts.csv` (best prompts by 
 `results.json` (final evaluation). Resuming truncates `metrics.jsonl` to the restored step, so a resumed
 run's files equal an uninterrupted run's.
 """
+import contextlib
 import csv
 import dataclasses
 import json
 import os
+import signal
 import sys
+import threading
 import time
 
 from hpprompt.training.checkpoint import Checkpointer
@@ -171,3 +174,28 @@ class Run:
       with open(os.path.join(self.workdir, "results.json"), "w") as f:
         json.dump(_jsonable(results), f, indent=2)
     self.checkpointer.close()
+
+
+class Interrupted(Exception):
+  """Raised after Ctrl-C once the last finished step has been saved."""
+
+
+@contextlib.contextmanager
+def stop_on_sigint(run: "Run"):
+  """First Ctrl-C: finish the current step, save, stop (yields a flag). Second: abort at once."""
+  flag = {"stop": False}
+  if threading.current_thread() is not threading.main_thread():
+    yield flag
+    return
+
+  def handler(signum, frame):
+    if flag["stop"]:
+      raise KeyboardInterrupt
+    flag["stop"] = True
+    run.print("Ctrl-C: stopping after this step (press again to abort without saving it)")
+
+  previous = signal.signal(signal.SIGINT, handler)
+  try:
+    yield flag
+  finally:
+    signal.signal(signal.SIGINT, previous)
