@@ -19,6 +19,7 @@ flags.DEFINE_enum("split", "test", ["train", "dev", "test"], "Split to score.")
 flags.DEFINE_string("task_lm", "smollm2", "Task LM: hub name, local HF dir, or 'smollm2'.")
 flags.DEFINE_string("template", None, "Template (default: the data set's).")
 flags.DEFINE_list("verbalizers", None, "Comma-separated verbalizers.")
+flags.DEFINE_bool("calibrate", False, "Contextual calibration (Zhao et al. 2021) of the scores.")
 flags.DEFINE_string("reference_lm", None, "Causal LM for prompt perplexity (default: task LM).")
 flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Parameter dtype.")
 flags.DEFINE_string("output", None, "Write the results to this JSON file.")
@@ -32,11 +33,13 @@ def main(argv):
       prompts=tuple(FLAGS.prompt or ()), dataset=FLAGS.dataset, dataset_seed=FLAGS.dataset_seed,
       data_dir=FLAGS.data_dir, split=FLAGS.split, task_lm=FLAGS.task_lm, template=FLAGS.template,
       verbalizers=tuple(FLAGS.verbalizers) if FLAGS.verbalizers else None,
-      reference_lm=FLAGS.reference_lm, dtype=FLAGS.dtype, output=FLAGS.output)
+      calibrate=FLAGS.calibrate, reference_lm=FLAGS.reference_lm, dtype=FLAGS.dtype,
+      output=FLAGS.output)
   for r in cli.run_main(evaluate.run, cfg):
     ppl = "n/a" if r["perplexity"] is None else f"{r['perplexity']:.2f}"
+    cal = ", calibrated" if r["calibrated"] else ""
     print(f"{r['prompt']!r}: {r['split']} accuracy {r['accuracy']:.4f} on {r['examples']} "
-          f"examples ({r['task_lm']}), perplexity {ppl} ({r['reference_lm']})")
+          f"examples ({r['task_lm']}{cal}), perplexity {ppl} ({r['reference_lm']})")
 
 
 if __name__ == "__main__":

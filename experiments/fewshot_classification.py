@@ -27,6 +27,8 @@ flags.DEFINE_string("task_lm", D.task_lm, "Task LM: hub name, local HF dir, or '
 flags.DEFINE_string("policy_lm", D.policy_lm, "Policy LM: hub name, local HF dir, or 'smollm2'.")
 flags.DEFINE_string("template", None, "Template with {sentence_1} and {prompt} (+ <mask> for MLMs).")
 flags.DEFINE_list("verbalizers", None, "Comma-separated verbalizer words, one per class.")
+flags.DEFINE_bool("calibrate", None, "Contextual calibration of the verbalizer probabilities "
+                  "(default: on, off with --paper).")
 flags.DEFINE_integer("steps", D.steps, "Training steps.")
 flags.DEFINE_integer("prompt_length", None, "Prompt tokens (preset/CPU default if unset).")
 flags.DEFINE_integer("prompts_per_step", None, "Prompts sampled per step.")
@@ -67,6 +69,7 @@ def config_from_flags() -> fewshot.FewShotConfig:
       data_dir=FLAGS.data_dir, task_lm=FLAGS.task_lm, policy_lm=FLAGS.policy_lm,
       template=FLAGS.template,
       verbalizers=tuple(FLAGS.verbalizers) if FLAGS.verbalizers else None, steps=FLAGS.steps,
+      calibrate=(not FLAGS.paper) if FLAGS.calibrate is None else FLAGS.calibrate,
       agent=agent, source_token=FLAGS.source_token, workdir=FLAGS.workdir, resume=FLAGS.resume,
       seed=FLAGS.seed, eval_every=FLAGS.eval_every, log_every=FLAGS.log_every,
       checkpoint_every=FLAGS.checkpoint_every, dtype=FLAGS.dtype, num_devices=FLAGS.num_devices)

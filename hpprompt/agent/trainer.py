@@ -85,7 +85,7 @@ def _loop(agent, task, run, cfg, state, step, stop) -> None:
       run.log(step, record)
       if step % cfg.log_every == 0 or step == cfg.steps:
         run.progress(step, reward=record["raw_reward"], train_acc=record["train_acc"],
-                     loss=record.get("loss", float("nan")))
+                     loss=record.get("loss", f"- (buffer {record.get('buffer', 0)})"))
       run.maybe_save(step, _templates(state), {"task_memo": task.memo_state()})
       if stop["stop"] and step < cfg.steps:
         run.save(step, _templates(state), {"task_memo": task.memo_state()})

@@ -25,6 +25,7 @@ class EvalConfig:
   task_lm: str = "smollm2"
   template: str | None = None
   verbalizers: tuple[str, ...] | None = None
+  calibrate: bool = False
   reference_lm: str | None = None     # perplexity LM (default: the task LM if it is causal)
   dtype: str = "float32"
   output: str | None = None           # optional JSON file for the results
@@ -38,7 +39,8 @@ def run(cfg: EvalConfig) -> list[dict]:
       raise ValueError(f"must be train, dev or test, got {cfg.split!r}.")
   few = fewshot.FewShotConfig(dataset=cfg.dataset, dataset_seed=cfg.dataset_seed,
                               data_dir=cfg.data_dir, task_lm=cfg.task_lm, policy_lm=cfg.task_lm,
-                              template=cfg.template, verbalizers=cfg.verbalizers, dtype=cfg.dtype)
+                              template=cfg.template, verbalizers=cfg.verbalizers, dtype=cfg.dtype,
+                              calibrate=cfg.calibrate)
   spec, splits = fewshot.load_data(few)
   if splits[cfg.split] is None:
     raise cli.FlagError("split", f"no {cfg.split} set for {cfg.dataset!r} (pass --data_dir).")
@@ -54,8 +56,10 @@ def run(cfg: EvalConfig) -> list[dict]:
     with cli.flag("reference_lm"):
       if not isinstance(ref, CausalLM):
         raise ValueError(f"{ref_name!r} is not a causal LM; perplexity needs one.")
-    ppl = [float(x) for x in perplexity.prompt_perplexity(ref, ref_tok, list(cfg.prompts))]
+    ppl = [float(x) for x in perplexity.prompt_perplexity(
+        ref, ref_tok, list(cfg.prompts), bos_token=hub.document_start(ref_name, ref_tok))]
   results = [{"prompt": p, "accuracy": float(a), "perplexity": q, "split": cfg.split,
+              "calibrated": cfg.calibrate,
               "examples": len(splits[cfg.split]), "task_lm": cfg.task_lm, "reference_lm": ref_name}
              for p, a, q in zip(cfg.prompts, acc, ppl)]
   if cfg.output:

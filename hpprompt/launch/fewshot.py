@@ -37,6 +37,7 @@ class FewShotConfig:
   policy_lm: str = "smollm2"
   template: str | None = None         # default: the data set's (MLM or causal) template
   verbalizers: tuple[str, ...] | None = None
+  calibrate: bool = True               # contextual calibration (see tasks/classification.py)
   steps: int = 200
   agent: dict = dataclasses.field(default_factory=lambda: dict(CPU_AGENT_OVERRIDES))
   source_token: str | None = None
@@ -102,7 +103,8 @@ def load_task(cfg: FewShotConfig, mesh, models: dict, spec: data.DatasetSpec,
     scorer = scoring.make_scorer(model, tokenizer, template, cfg.verbalizers or spec.verbalizers,
                                  mesh=mesh)
   return ClassificationTask(scorer, splits["train"], splits["dev"],
-                            splits["test"] if cfg.evaluate_test else None)
+                            splits["test"] if cfg.evaluate_test else None,
+                            calibrate=getattr(cfg, "calibrate", False))
 
 
 def load_models(cfg: FewShotConfig) -> dict:
@@ -127,8 +129,9 @@ def build(cfg: FewShotConfig) -> tuple[PromptAgent, ClassificationTask]:
   models = load_models(cfg)
   task = load_task(cfg, mesh, models, spec, splits)
   lm, tokenizer = models[cfg.policy_lm]
+  source = cfg.source_token or hub.document_start(cfg.policy_lm, tokenizer)
   with cli.flag("source_token" if cfg.source_token else "policy_lm"):
-    agent = PromptAgent(lm, tokenizer, agent_cfg, source_token=cfg.source_token, mesh=mesh)
+    agent = PromptAgent(lm, tokenizer, agent_cfg, source_token=source, mesh=mesh)
   return agent, task
 
 

@@ -257,8 +257,9 @@ def _results(method, emb, task, run, cfg, state, seconds, primary) -> dict:
     model, tokenizer = emb.model, emb.tokenizer
     results["dev_accuracy_string"] = float(task.accuracy([hard["prompt"]], "dev")[0])
     if isinstance(model, CausalLM):
-      results["perplexity"] = float(perplexity.prompt_perplexity(model, tokenizer,
-                                                                 [hard["prompt"]])[0])
+      results["perplexity"] = float(perplexity.prompt_perplexity(
+          model, tokenizer, [hard["prompt"]],
+          bos_token=hub.document_start(cfg.task_lm, tokenizer))[0])
   if task.test is not None:
     labels = [e.label for e in task.test]
     if hard is None:

@@ -29,9 +29,12 @@ def _nll_fn(graphdef):
 
 
 def prompt_nll(model: nnx.Module, tokenizer: Tokenizer, prompts: list[str], *,
-               bos: bool = True) -> tuple[np.ndarray, np.ndarray]:
-  """(mean NLL per scored token [P], number of scored tokens [P]) of each prompt string."""
-  start = tokenizer.special_id("bos")
+               bos: bool = True, bos_token: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+  """(mean NLL per scored token [P], number of scored tokens [P]) of each prompt string.
+
+  `bos_token` names the start token (default: the tokenizer's BOS, else its EOS).
+  """
+  start = tokenizer.token_to_id(bos_token) if bos_token else tokenizer.special_id("bos")
   if start is None:
     start = tokenizer.special_id("eos")
   if bos and start is None:
@@ -50,7 +53,7 @@ def prompt_nll(model: nnx.Module, tokenizer: Tokenizer, prompts: list[str], *,
 
 
 def prompt_perplexity(model: nnx.Module, tokenizer: Tokenizer, prompts: list[str], *,
-                      bos: bool = True) -> np.ndarray:
+                      bos: bool = True, bos_token: str | None = None) -> np.ndarray:
   """exp(mean NLL) of each prompt; NaN for a prompt with no scored token."""
-  nll, _ = prompt_nll(model, tokenizer, prompts, bos=bos)
+  nll, _ = prompt_nll(model, tokenizer, prompts, bos=bos, bos_token=bos_token)
   return np.exp(nll)

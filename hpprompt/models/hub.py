@@ -78,3 +78,14 @@ def load_pretrained(name_or_path: str, *, dtype=jnp.float32) -> tuple[nnx.Module
     return smollm2.load(dtype=dtype)
   model_dir = resolve(name_or_path)
   return load_model(model_dir, dtype=dtype), Tokenizer.from_dir(model_dir)
+
+
+def document_start(name_or_path: str, tokenizer: Tokenizer) -> str | None:
+  """The token that starts a plain document for this LM (prompts and perplexities begin there).
+
+  SmolLM2's GGUF declares the chat token <|im_start|> as BOS; its pretraining documents start after
+  <|endoftext|>, like GPT-2's. Other models: their tokenizer's BOS (None lets callers fall back to it).
+  """
+  if name_or_path == "smollm2":
+    return "<|endoftext|>"
+  return None

@@ -3,6 +3,12 @@
 Reward of a prompt z (RLPrompt Sec. 3.1, `fsc_reward.py`; PIN App. B): the mean over the training
 examples of the piecewise gap reward `hpprompt.ops.gap_reward` over the task LM's verbalizer
 probabilities. Shaping (z-score over the prompts of a step, rescale) is the agent's business.
+
+Optional contextual calibration ("Calibrate Before Use", Zhao et al. ICML 2021, Eq. 1 with
+W = diag(p_cf)^-1, b = 0): the verbalizer log-probabilities of each example minus those of a
+content-free input ("N/A") under the same prompt. The papers do not calibrate (RoBERTa-large's
+verbalizer prior is mild); a small causal task LM such as SmolLM2 puts a near-constant prior on one
+class that swamps argmax accuracy, so the CPU demo calibrates (`--calibrate`).
 """
 import dataclasses
 import functools
@@ -26,6 +32,13 @@ def gap_rewards(class_logits: jax.Array, labels: jax.Array, *, correct_coeff: fl
   return reward.mean(0), correct.mean(0)
 
 
+def calibrate(class_logits: np.ndarray, content_free_logits: np.ndarray) -> np.ndarray:
+  """log p(c | x, z) - log p(c | N/A, z): logits [N, P, C] and content-free logits [1, P, C]."""
+  log_p = lambda x: x - np.logaddexp.reduce(x, axis=-1, keepdims=True)
+  return log_p(np.asarray(class_logits, np.float64)) - log_p(np.asarray(content_free_logits,
+                                                                       np.float64))
+
+
 def accuracy_from_logits(class_logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
   """Argmax accuracy of every prompt, logits [N, P, C] -> [P]."""
   return (np.argmax(class_logits, -1) == np.asarray(labels)[:, None]).mean(0)
@@ -40,6 +53,8 @@ class ClassificationTask:
   test: list[Example] | None = None
   correct_coeff: float = 200.0
   incorrect_coeff: float = 180.0
+  calibrate: bool = False
+  content_free: str = "N/A"
   # prompt -> (reward, accuracy) on the training set, and (split, prompt) -> accuracy. The task LM
   # is frozen, so a prompt's scores never change: repeated prompts (common once a policy sharpens)
   # are not scored again. Runs checkpoint these memos so that a resumed run reuses the same values.
@@ -52,11 +67,20 @@ class ClassificationTask:
       raise ValueError(f"no {split!r} examples in this task.")
     return examples
 
+  def class_logits(self, prompts: list[str], examples: list[Example]) -> np.ndarray:
+    """Verbalizer logits [N, P, C] (calibrated log-probabilities with `calibrate`)."""
+    logits = self.scorer.class_logits(prompts, examples)
+    if not self.calibrate:
+      return logits
+    content_free = [Example(self.content_free, 0, self.content_free if examples[0].text_b
+                            is not None else None)]
+    return calibrate(logits, self.scorer.class_logits(prompts, content_free)).astype(np.float32)
+
   def rewards(self, prompts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """(raw gap reward [P], training accuracy [P]) of prompt strings on the training examples."""
     new = list(dict.fromkeys(p for p in prompts if p not in self.reward_memo))
     if new:
-      logits = self.scorer.class_logits(new, self.train)
+      logits = self.class_logits(new, self.train)
       labels = jnp.asarray([e.label for e in self.train], jnp.int32)
       reward, acc = gap_rewards(jnp.asarray(logits), labels, correct_coeff=self.correct_coeff,
                                 incorrect_coeff=self.incorrect_coeff)
@@ -70,7 +94,7 @@ class ClassificationTask:
     examples = self._split(split)
     new = list(dict.fromkeys(p for p in prompts if (split, p) not in self.accuracy_memo))
     if new:
-      logits = self.scorer.class_logits(new, examples)
+      logits = self.class_logits(new, examples)
       acc = accuracy_from_logits(logits, np.asarray([e.label for e in examples]))
       self.accuracy_memo.update({(split, p): float(a) for p, a in zip(new, acc)})
     return np.asarray([self.accuracy_memo[(split, p)] for p in prompts])

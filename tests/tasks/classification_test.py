@@ -93,3 +93,22 @@ def test_template_errors(gpt2_dir):
   # A causal template with the prompt first is scored on full sequences.
   assert isinstance(scoring.make_scorer(model, tok, "{prompt} {sentence_1}", VERBALIZERS),
                     scoring.FullScorer)
+
+
+def test_calibrated_scores_match_torch_numpy(gpt2_dir):
+  """Contextual calibration: log p(c|x,z) - log p(c|N/A,z), then the gap reward and argmax."""
+  model, tok = hub.load_pretrained(gpt2_dir)
+  train = data.load_few_shot("sst-2", 0, "train")[:10]
+  task = ClassificationTask(scoring.make_scorer(model, tok, "{sentence_1} {prompt}", VERBALIZERS),
+                            train, train, calibrate=True)
+  reward, acc = task.rewards(PROMPTS)
+  tmpl = Template("{sentence_1} {prompt}", masked_lm=False)
+  texts = [tmpl.render(e.text, p) for e in train + [data.Example("N/A", 0)] for p in PROMPTS]
+  logits = _torch_class_logits(gpt2_dir, texts, False).reshape(len(train) + 1, len(PROMPTS), 2)
+  logp = logits - np.logaddexp(logits[..., :1], logits[..., 1:])
+  cal = logp[:-1] - logp[-1:]
+  labels = np.asarray([e.label for e in train])
+  want = np.stack([references.gap_reward_batch(cal[:, j], labels)[0].mean()
+                   for j in range(len(PROMPTS))])
+  np.testing.assert_allclose(reward, want, rtol=1e-4, atol=1e-3)
+  np.testing.assert_allclose(acc, (np.argmax(cal, -1) == labels[:, None]).mean(0))
