@@ -14,6 +14,7 @@ from hpprompt.models import layers
 from hpprompt.models.base import CausalLM
 from hpprompt.models.convert.core import Family
 from hpprompt.models.convert.core import Rule
+from hpprompt.models.convert.core import add_missing_prefix
 from hpprompt.models.convert.core import check_config
 from hpprompt.models.convert.core import identity
 
@@ -117,11 +118,8 @@ CHECKPOINT_RULES = (
 IGNORED_KEYS = (r"lm_head\.weight", r"transformer\.h\.\d+\.attn\.(masked_)?bias")
 
 
-def normalize_keys(tensors: dict) -> dict:
-  """Checkpoints of `GPT2Model` (no LM head) lack the 'transformer.' prefix: add it."""
-  if any(k.startswith("transformer.") for k in tensors):
-    return tensors
-  return {("transformer." + k if not k.startswith("lm_head") else k): v for k, v in tensors.items()}
+# Checkpoints of `GPT2Model` (no LM head) lack the 'transformer.' prefix.
+normalize_keys = add_missing_prefix("transformer.")
 
 
 FAMILIES = {"gpt2": Family(GPT2Config.from_hf_config, GPT2, CHECKPOINT_RULES, IGNORED_KEYS,

@@ -21,6 +21,7 @@ from hpprompt.models.base import CausalLM
 from hpprompt.models.convert.core import ConversionError
 from hpprompt.models.convert.core import Family
 from hpprompt.models.convert.core import Rule
+from hpprompt.models.convert.core import add_missing_prefix
 from hpprompt.models.convert.core import check_config
 from hpprompt.models.convert.core import transpose
 
@@ -198,11 +199,8 @@ CHECKPOINT_RULES = (
 IGNORED_KEYS = (r"lm_head\.weight", r"model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq")
 
 
-def normalize_keys(tensors: dict) -> dict:
-  """Checkpoints of `LlamaModel` (no LM head) lack the 'model.' prefix: add it."""
-  if any(k.startswith("model.") for k in tensors):
-    return tensors
-  return {("model." + k if not k.startswith("lm_head") else k): v for k, v in tensors.items()}
+# Checkpoints of `LlamaModel` (no LM head) lack the 'model.' prefix.
+normalize_keys = add_missing_prefix("model.")
 
 
 FAMILIES = {"llama": Family(LlamaConfig.from_hf_config, Llama, CHECKPOINT_RULES, IGNORED_KEYS,

@@ -19,6 +19,7 @@ from hpprompt.models.base import CausalLM
 from hpprompt.models.convert.core import ConversionError
 from hpprompt.models.convert.core import Family
 from hpprompt.models.convert.core import Rule
+from hpprompt.models.convert.core import add_missing_prefix
 from hpprompt.models.convert.core import check_config
 from hpprompt.models.convert.core import transpose
 
@@ -169,11 +170,8 @@ CHECKPOINT_RULES = (
 IGNORED_KEYS = (r"lm_head\.weight", r"model\.decoder\.final_layer_norm\.(weight|bias)")
 
 
-def normalize_keys(tensors: dict) -> dict:
-  """Checkpoints of `OPTModel` (many hub OPT files) lack the 'model.' prefix: add it."""
-  if any(k.startswith("model.") for k in tensors):
-    return tensors
-  return {("model." + k if not k.startswith("lm_head") else k): v for k, v in tensors.items()}
+# Checkpoints of `OPTModel` (no LM head) lack the 'model.' prefix.
+normalize_keys = add_missing_prefix("model.")
 
 
 FAMILIES = {"opt": Family(OPTConfig.from_hf_config, OPT, CHECKPOINT_RULES, IGNORED_KEYS,

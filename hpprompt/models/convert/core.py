@@ -143,3 +143,13 @@ def check_config(hf_config: dict, supported: dict, *, family: str, ignored=froze
         value in allowed if isinstance(allowed, tuple) else value == allowed)
     if not ok:
       raise ConversionError(f"{family}: unsupported config option {key}={value!r}.")
+
+
+def add_missing_prefix(prefix: str, keep: tuple[str, ...] = ("lm_head",)):
+  """A `normalize_keys` for checkpoints saved from the bare model class (GPT2Model, OPTModel,
+  LlamaModel): their keys lack the LM class's prefix (e.g. 'transformer.'), which is added."""
+  def normalize(tensors: dict) -> dict:
+    if any(k.startswith(prefix) for k in tensors):
+      return tensors
+    return {(k if k.startswith(keep) else prefix + k): v for k, v in tensors.items()}
+  return normalize
