@@ -12,6 +12,7 @@ from hpprompt.agent.agent import PromptAgent
 from hpprompt.agent.config import PRESETS
 from hpprompt.agent.config import AgentConfig
 from hpprompt.launch import cli
+from hpprompt.metrics import perplexity
 from hpprompt.models import hub
 from hpprompt.models.base import CausalLM
 from hpprompt.tasks import data
@@ -121,7 +122,8 @@ def load_models(cfg: FewShotConfig) -> dict:
   return models
 
 
-def build(cfg: FewShotConfig) -> tuple[PromptAgent, ClassificationTask]:
+def build(cfg: FewShotConfig) -> tuple[PromptAgent, ClassificationTask, dict]:
+  """(agent, task, {name: (model, tokenizer)} of the loaded LMs)."""
   agent_cfg = agent_config(cfg)
   with cli.flag("num_devices"):
     mesh = sharding.make_mesh(cfg.num_devices)
@@ -132,7 +134,22 @@ def build(cfg: FewShotConfig) -> tuple[PromptAgent, ClassificationTask]:
   source = cfg.source_token or hub.document_start(cfg.policy_lm, tokenizer)
   with cli.flag("source_token" if cfg.source_token else "policy_lm"):
     agent = PromptAgent(lm, tokenizer, agent_cfg, source_token=source, mesh=mesh)
-  return agent, task
+  return agent, task, models
+
+
+def add_perplexity(results: dict, cfg: FewShotConfig, models: dict) -> None:
+  """Perplexity of the top prompts under the task LM if it is causal, else the policy LM."""
+  name = cfg.task_lm if isinstance(models[cfg.task_lm][0], CausalLM) else cfg.policy_lm
+  lm, tokenizer = models[name]
+  records = results.get("top_prompts") or []
+  if not records:
+    return
+  ppl = perplexity.prompt_perplexity(lm, tokenizer, [r["prompt"] for r in records],
+                                     bos_token=hub.document_start(name, tokenizer))
+  for record, value in zip(records, ppl):
+    record["perplexity"] = float(value)
+  results["perplexity_lm"] = name
+  results["best"] = {**results["best"], "perplexity": records[0]["perplexity"]}
 
 
 def run(cfg: FewShotConfig) -> dict:
@@ -140,7 +157,7 @@ def run(cfg: FewShotConfig) -> dict:
   for name in ("steps", "eval_every", "log_every", "checkpoint_every"):
     if getattr(cfg, name) < 1:
       raise cli.FlagError(name, f"must be >= 1, got {getattr(cfg, name)}.")
-  agent, task = build(cfg)
+  agent, task, models = build(cfg)
   record = {**dataclasses.asdict(cfg), "agent_config": dataclasses.asdict(agent.cfg)}
   with cli.flag("workdir"):
     run_ = Run(cfg.workdir, record, total_steps=cfg.steps, resume=cfg.resume,
@@ -150,5 +167,9 @@ def run(cfg: FewShotConfig) -> dict:
              f"{cfg.steps} steps -> {cfg.workdir}")
   results = trainer.train(agent, task, run_, trainer.TrainConfig(
       steps=cfg.steps, eval_every=cfg.eval_every, log_every=cfg.log_every, seed=cfg.seed))
+  add_perplexity(results, cfg, models)
+  if "perplexity" in results.get("best") or {}:
+    run_.print(f"best prompt perplexity under {results['perplexity_lm']}: "
+               f"{results['best']['perplexity']:.1f}")
   run_.finish(results)
   return results

@@ -47,9 +47,11 @@ class BestPrompts:
   def write_csv(self, path: str) -> None:
     with open(path, "w", newline="") as f:
       w = csv.writer(f)
-      w.writerow(["rank", "prompt", "score", "step"])
+      ppl = bool(self.records) and all("perplexity" in r for r in self.records)
+      w.writerow(["rank", "prompt", "score", "step"] + ["perplexity"] * ppl)
       for i, r in enumerate(self.records, 1):
-        w.writerow([i, r["prompt"], f"{r['score']:.6f}", r["step"]])
+        w.writerow([i, r["prompt"], f"{r['score']:.6f}", r["step"]]
+                   + [f"{r['perplexity']:.2f}"] * ppl)
 
 
 def _jsonable(value):

@@ -13,6 +13,8 @@ from hpprompt.agent import agent as agent_lib
 from hpprompt.agent import trainer
 from hpprompt.launch import cli
 from hpprompt.launch import fewshot
+from hpprompt.metrics import perplexity
+from hpprompt.models import hub
 
 pytestmark = pytest.mark.slow
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -44,6 +46,16 @@ def test_end_to_end_outputs(tiny_gpt2_dir, tmp_path):
   assert 0.0 <= results["test_accuracy"] <= 1.0
   config = json.loads((tmp_path / "run" / "config.json").read_text())
   assert config["agent_config"]["regularizer"] == "tsallis" and config["seed"] == 0
+  # Naturalness beside the task score: perplexity of every top prompt under the (causal) task LM.
+  lm, tokenizer = hub.load_pretrained(tiny_gpt2_dir)
+  prompts = [r["prompt"] for r in results["top_prompts"]]
+  want = perplexity.prompt_perplexity(lm, tokenizer, prompts,
+                                      bos_token=hub.document_start(tiny_gpt2_dir, tokenizer))
+  np.testing.assert_allclose([r["perplexity"] for r in results["top_prompts"]], want, rtol=1e-5)
+  assert results["best"]["perplexity"] == results["top_prompts"][0]["perplexity"]
+  assert results["perplexity_lm"] == tiny_gpt2_dir
+  header = (tmp_path / "run" / "prompts.csv").read_text().splitlines()[0]
+  assert header == "rank,prompt,score,step,perplexity"
 
 
 @pytest.mark.parametrize("how", ["sigint", "keyboard_interrupt"])
