@@ -48,10 +48,10 @@ class BestPrompts:
     with open(path, "w", newline="") as f:
       w = csv.writer(f)
       ppl = bool(self.records) and all("perplexity" in r for r in self.records)
-      w.writerow(["rank", "prompt", "score", "step"] + ["perplexity"] * ppl)
+      w.writerow(["rank", "prompt", "score", "step"] + (["perplexity"] if ppl else []))
       for i, r in enumerate(self.records, 1):
-        w.writerow([i, r["prompt"], f"{r['score']:.6f}", r["step"]]
-                   + [f"{r['perplexity']:.2f}"] * ppl)
+        row = [i, r["prompt"], f"{r['score']:.6f}", r["step"]]
+        w.writerow(row + ([f"{r['perplexity']:.2f}"] if ppl else []))
 
 
 def _jsonable(value):
