@@ -14,6 +14,7 @@ from absl import flags
 from absl import logging
 
 from hpprompt.launch import cli
+from hpprompt.launch import run_flags
 from hpprompt.launch import fewshot
 from hpprompt.training import sharding
 
@@ -25,11 +26,8 @@ flags.DEFINE_integer("dataset_seed", D.dataset_seed, "Few-shot split 0-4 (16-100
 flags.DEFINE_string("data_dir", None, "Few-shot data root (default: the bundled copy).")
 flags.DEFINE_string("task_lm", D.task_lm, "Task LM: hub name, local HF dir, or 'smollm2'.")
 flags.DEFINE_string("policy_lm", D.policy_lm, "Policy LM: hub name, local HF dir, or 'smollm2'.")
-flags.DEFINE_string("template", None, "Template with {sentence_1} and {prompt} (+ <mask> for MLMs).")
-flags.DEFINE_list("verbalizers", None, "Comma-separated verbalizer words, one per class.")
 flags.DEFINE_bool("calibrate", None, "Contextual calibration of the verbalizer probabilities "
                   "(default: on, off with --paper).")
-flags.DEFINE_integer("steps", D.steps, "Training steps.")
 flags.DEFINE_integer("prompt_length", None, "Prompt tokens (preset/CPU default if unset).")
 flags.DEFINE_integer("prompts_per_step", None, "Prompts sampled per step.")
 flags.DEFINE_string("loss", None, "Soft-Q loss: v1, v2, v3, v2_v3 (preset default if unset).")
@@ -41,17 +39,10 @@ flags.DEFINE_float("learning_rate", None, "Adam learning rate.")
 flags.DEFINE_integer("mlp_hidden", None, "Hidden width of the policy's MLP head.")
 flags.DEFINE_bool("paper", False, "Use the preset exactly as in the paper (no CPU-size overrides).")
 flags.DEFINE_string("source_token", None, "Token the prompt follows (default: the policy's BOS).")
-flags.DEFINE_string("workdir", D.workdir, "Run directory (config, metrics, checkpoints, prompts).")
-flags.DEFINE_bool("resume", False, "Continue the run in --workdir from its last checkpoint.")
-flags.DEFINE_integer("seed", D.seed, "Random seed of the run.")
-flags.DEFINE_integer("eval_every", D.eval_every, "Validate the greedy prompt every N steps.")
-flags.DEFINE_integer("log_every", D.log_every, "Progress line every N steps.")
-flags.DEFINE_integer("checkpoint_every", D.checkpoint_every, "Checkpoint every N steps.")
-flags.DEFINE_enum("dtype", D.dtype, ["float32", "bfloat16"], "Parameter dtype of the LMs.")
-flags.DEFINE_integer("num_devices", None, "Devices to shard over (default: all).")
 flags.DEFINE_string("coordinator_address", None, "jax.distributed coordinator (multi-host).")
 flags.DEFINE_integer("num_processes", None, "jax.distributed: number of processes.")
 flags.DEFINE_integer("process_id", None, "jax.distributed: this process's id.")
+run_flags.define(D)
 FLAGS = flags.FLAGS
 
 _AGENT_FLAGS = ("prompt_length", "prompts_per_step", "loss", "filter_top_k", "sampling_top_k",
@@ -67,12 +58,8 @@ def config_from_flags() -> fewshot.FewShotConfig:
   return dataclasses.replace(
       D, method=FLAGS.method, dataset=FLAGS.dataset, dataset_seed=FLAGS.dataset_seed,
       data_dir=FLAGS.data_dir, task_lm=FLAGS.task_lm, policy_lm=FLAGS.policy_lm,
-      template=FLAGS.template,
-      verbalizers=tuple(FLAGS.verbalizers) if FLAGS.verbalizers else None, steps=FLAGS.steps,
       calibrate=(not FLAGS.paper) if FLAGS.calibrate is None else FLAGS.calibrate,
-      agent=agent, source_token=FLAGS.source_token, workdir=FLAGS.workdir, resume=FLAGS.resume,
-      seed=FLAGS.seed, eval_every=FLAGS.eval_every, log_every=FLAGS.log_every,
-      checkpoint_every=FLAGS.checkpoint_every, dtype=FLAGS.dtype, num_devices=FLAGS.num_devices)
+      agent=agent, source_token=FLAGS.source_token, **run_flags.values())
 
 
 def main(argv):

@@ -16,6 +16,7 @@ from absl import flags
 from absl import logging
 
 from hpprompt.launch import cli
+from hpprompt.launch import run_flags
 from hpprompt.launch import soft_prompt
 
 D = soft_prompt.BaselineConfig()
@@ -27,15 +28,11 @@ flags.DEFINE_integer("dataset_seed", D.dataset_seed, "Few-shot split 0-4; tfds: 
 flags.DEFINE_string("data_dir", None, "Few-shot data root (default: bundled) or tfds data_dir.")
 flags.DEFINE_integer("k_per_class", None, "tfds sets: train (and dev) examples per class.")
 flags.DEFINE_string("task_lm", D.task_lm, "Task LM: hub name, local HF dir, or 'smollm2'.")
-flags.DEFINE_string("template", None,
-                    "Template with {sentence_1} and {prompt} (+ <mask> for MLMs).")
-flags.DEFINE_list("verbalizers", None, "Comma-separated verbalizer words, one per class.")
 flags.DEFINE_integer("prompt_length", D.prompt_length, "Prompt vectors / tokens L.")
 flags.DEFINE_enum("init", D.init, ["uniform", "vocab", "class"],
                   "Prompt initialisation: U[-init_scale, init_scale], sampled vocabulary rows, or "
                   "class-label words.")
 flags.DEFINE_float("init_scale", None, "uniform init range (default 0.5).")
-flags.DEFINE_integer("steps", D.steps, "Training steps.")
 flags.DEFINE_integer("batch_size", D.batch_size, "Examples per step (capped at the train set).")
 flags.DEFINE_float("learning_rate", None, "AdamW learning rate (default: the method's).")
 flags.DEFINE_float("weight_decay", None, "AdamW weight decay (default: the method's).")
@@ -46,14 +43,7 @@ flags.DEFINE_float("gamma", None, "InfoPrompt: head-loss weight (default 0.1).")
 flags.DEFINE_float("beta", None, "InfoPrompt: representation-loss weight (default 0.2).")
 flags.DEFINE_float("kl_weight", None, "InfoPrompt: KL weight (default 0.1).")
 flags.DEFINE_float("target_train_acc", D.target_train_acc, "Report the first step reaching it.")
-flags.DEFINE_string("workdir", D.workdir, "Run directory (config, metrics, checkpoints, prompts).")
-flags.DEFINE_bool("resume", False, "Continue the run in --workdir from its last checkpoint.")
-flags.DEFINE_integer("seed", D.seed, "Random seed of the run.")
-flags.DEFINE_integer("eval_every", D.eval_every, "Validate every N steps.")
-flags.DEFINE_integer("log_every", D.log_every, "Progress line every N steps.")
-flags.DEFINE_integer("checkpoint_every", D.checkpoint_every, "Checkpoint every N steps.")
-flags.DEFINE_enum("dtype", D.dtype, ["float32", "bfloat16"], "Parameter dtype of the task LM.")
-flags.DEFINE_integer("num_devices", None, "Devices to shard over (default: all).")
+run_flags.define(D)
 FLAGS = flags.FLAGS
 
 _OPTIONS = ("init_scale", "weight_decay", "variational_head", "prompt_generator", "gamma", "beta",
@@ -69,14 +59,9 @@ def config_from_flags() -> soft_prompt.BaselineConfig:
   return dataclasses.replace(
       D, method=FLAGS.method, dataset=FLAGS.dataset, dataset_seed=FLAGS.dataset_seed,
       data_dir=FLAGS.data_dir, k_per_class=FLAGS.k_per_class, task_lm=FLAGS.task_lm,
-      template=FLAGS.template,
-      verbalizers=tuple(FLAGS.verbalizers) if FLAGS.verbalizers else None,
       prompt_length=FLAGS.prompt_length, init=FLAGS.init, learning_rate=FLAGS.learning_rate,
-      options=options, steps=FLAGS.steps, batch_size=FLAGS.batch_size,
-      eval_every=FLAGS.eval_every, log_every=FLAGS.log_every,
-      checkpoint_every=FLAGS.checkpoint_every, target_train_acc=FLAGS.target_train_acc,
-      workdir=FLAGS.workdir, resume=FLAGS.resume, seed=FLAGS.seed, dtype=FLAGS.dtype,
-      num_devices=FLAGS.num_devices)
+      options=options, batch_size=FLAGS.batch_size, target_train_acc=FLAGS.target_train_acc,
+      **run_flags.values())
 
 
 def main(argv):

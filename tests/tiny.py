@@ -45,13 +45,16 @@ def save_tokenizer(path: str, masked_lm: bool = False) -> int:
   return tok.get_vocab_size()
 
 
-def make_gpt2(path: str, *, layers: int = 2, dim: int = 32, heads: int = 4, seed: int = 0) -> str:
+def make_gpt2(path: str, *, layers: int = 2, dim: int = 32, heads: int = 4, seed: int = 0,
+              **options) -> str:
+  """`options` are further GPT2Config fields (e.g. initializer_range)."""
   import torch  # noqa: PLC0415
   import transformers  # noqa: PLC0415
   os.makedirs(path, exist_ok=True)
   vocab = save_tokenizer(path)
-  cfg = transformers.GPT2Config(vocab_size=vocab, n_positions=512, n_embd=dim, n_layer=layers,
-                                n_head=heads, bos_token_id=0, eos_token_id=2, pad_token_id=1)
+  cfg = transformers.GPT2Config(**{
+      "vocab_size": vocab, "n_positions": 512, "n_embd": dim, "n_layer": layers, "n_head": heads,
+      "bos_token_id": 0, "eos_token_id": 2, "pad_token_id": 1, **options})
   torch.manual_seed(seed)
   transformers.GPT2LMHeadModel(cfg).save_pretrained(path)
   return path

@@ -19,7 +19,6 @@ from hpprompt.tasks import data
 from hpprompt.tasks import scoring
 from hpprompt.tasks.classification import ClassificationTask
 from hpprompt.training import sharding
-from hpprompt.training.run import Run
 
 # CPU-sized defaults: the real SmolLM2-135M as policy and task LM on SST-2 16-shot, ~10 minutes on
 # a 2-core laptop CPU. Paper-sized runs: --steps 6000 (PIN) / 12000 (RLPrompt), --prompt_length 5,
@@ -154,14 +153,10 @@ def add_perplexity(results: dict, cfg: FewShotConfig, models: dict) -> None:
 
 def run(cfg: FewShotConfig) -> dict:
   """Trains (or resumes) and evaluates; writes config, metrics, checkpoints, prompts, results."""
-  for name in ("steps", "eval_every", "log_every", "checkpoint_every"):
-    if getattr(cfg, name) < 1:
-      raise cli.FlagError(name, f"must be >= 1, got {getattr(cfg, name)}.")
+  cli.check_positive(cfg)
   agent, task, models = build(cfg)
-  record = {**dataclasses.asdict(cfg), "agent_config": dataclasses.asdict(agent.cfg)}
-  with cli.flag("workdir"):
-    run_ = Run(cfg.workdir, record, total_steps=cfg.steps, resume=cfg.resume,
-               checkpoint_every=cfg.checkpoint_every)
+  run_ = cli.open_run(cfg, {**dataclasses.asdict(cfg),
+                           "agent_config": dataclasses.asdict(agent.cfg)})
   run_.print(f"{cfg.method} on {cfg.dataset} (seed {cfg.dataset_seed}): policy {cfg.policy_lm}, "
              f"task {cfg.task_lm}, {len(task.train)} train / {len(task.dev)} dev examples, "
              f"{cfg.steps} steps -> {cfg.workdir}")

@@ -149,9 +149,7 @@ def load_model(cfg: BaselineConfig):
 
 def build(cfg: BaselineConfig):
   """(method, embedding task, string-prompt task) from a configuration."""
-  for name in ("steps", "eval_every", "log_every", "checkpoint_every", "batch_size"):
-    if getattr(cfg, name) < 1:
-      raise cli.FlagError(name, f"must be >= 1, got {getattr(cfg, name)}.")
+  cli.check_positive(cfg, cli.RUN_COUNTS + ("batch_size",))
   method_cfg = method_config(cfg)
   with cli.flag("num_devices"):
     mesh = sharding.make_mesh(cfg.num_devices)
@@ -283,10 +281,8 @@ def _results(method, emb, task, run, cfg, state, seconds, primary) -> dict:
 def run(cfg: BaselineConfig) -> dict:
   """Trains (or resumes) and evaluates; writes config, metrics, checkpoints, prompts, results."""
   method, emb, task = build(cfg)
-  record = {**dataclasses.asdict(cfg), "method_config": dataclasses.asdict(method.cfg)}
-  with cli.flag("workdir"):
-    run_ = Run(cfg.workdir, record, total_steps=cfg.steps, resume=cfg.resume,
-               checkpoint_every=cfg.checkpoint_every)
+  run_ = cli.open_run(cfg, {**dataclasses.asdict(cfg),
+                           "method_config": dataclasses.asdict(method.cfg)})
   run_.print(f"{cfg.method} on {cfg.dataset} (seed {cfg.dataset_seed}): task {cfg.task_lm}, "
              f"{len(task.train)} train / {len(task.dev)} dev examples, {cfg.steps} steps, "
              f"prompt length {method.cfg.prompt_length} -> {cfg.workdir}")

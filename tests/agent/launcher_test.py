@@ -2,7 +2,6 @@
 import dataclasses
 import json
 import os
-import signal
 import subprocess
 import sys
 
@@ -15,6 +14,7 @@ from hpprompt.launch import cli
 from hpprompt.launch import fewshot
 from hpprompt.metrics import perplexity
 from hpprompt.models import hub
+from tests import launch_utils
 
 pytestmark = pytest.mark.slow
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -31,9 +31,7 @@ def _cfg(model_dir, workdir, **kw):
 
 
 def _metrics(workdir):
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    rows = [json.loads(line) for line in f]
-  return [{k: v for k, v in r.items() if k not in _TIME_KEYS} for r in rows]
+  return launch_utils.read_metrics(workdir, drop=_TIME_KEYS)
 
 
 def test_end_to_end_outputs(tiny_gpt2_dir, tmp_path):
@@ -62,22 +60,10 @@ def test_end_to_end_outputs(tiny_gpt2_dir, tmp_path):
 def test_interrupt_and_resume_equals_uninterrupted(tiny_gpt2_dir, tmp_path, monkeypatch, how):
   """Ctrl-C (SIGINT: finish the step, save) or an abrupt KeyboardInterrupt, then --resume."""
   full = fewshot.run(_cfg(tiny_gpt2_dir, tmp_path / "full", checkpoint_every=5))
-  learn = agent_lib.PromptAgent.learn
-  calls = {"n": 0}
-
-  def interrupt_at_4(self, *args):
-    calls["n"] += 1
-    if calls["n"] == 4:
-      if how == "sigint":
-        os.kill(os.getpid(), signal.SIGINT)
-      else:
-        raise KeyboardInterrupt
-    return learn(self, *args)
-
-  monkeypatch.setattr(agent_lib.PromptAgent, "learn", interrupt_at_4)
+  restore = launch_utils.interrupt_on_call(monkeypatch, agent_lib.PromptAgent, "learn", 4, how)
   with pytest.raises(trainer.Interrupted):
     fewshot.run(_cfg(tiny_gpt2_dir, tmp_path / "cut", checkpoint_every=5))
-  monkeypatch.setattr(agent_lib.PromptAgent, "learn", learn)
+  restore()
   resumed = fewshot.run(_cfg(tiny_gpt2_dir, tmp_path / "cut", checkpoint_every=5, resume=True))
   assert _metrics(tmp_path / "cut") == _metrics(tmp_path / "full")
   assert resumed["best"] == full["best"] and resumed["top_prompts"] == full["top_prompts"]

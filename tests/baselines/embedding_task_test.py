@@ -16,6 +16,15 @@ def _short(examples, n=8, limit=60):
   return [e for e in examples if len(e.text) < limit][:n]
 
 
+def _assert_soft_equals_hard(task, scorer, examples, prompts):
+  """Soft prompt = a hard prompt's token embeddings gives the string scorer's class logits."""
+  for prompt in prompts:
+    want = scorer.class_logits([prompt], examples)[:, 0]
+    ids = task.hard_prompt_ids(prompt)
+    got = task.logits(task.embeddings[ids], task.encode(examples, len(ids)))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=prompt)
+
+
 @pytest.mark.parametrize("template, cached", [
     ("{sentence_1} {prompt}", True),                      # CausalScorer, inputs cached once
     ("{sentence_1} It was {prompt} .", True),             # a tail after the prompt
@@ -26,12 +35,8 @@ def test_soft_equals_hard_causal(tiny_lm, sst2, template, cached):
   examples = _short(sst2["train"])
   task = baselines.EmbeddingTask(model, tok, template, VERBALIZERS)
   assert task.cached == cached
-  scorer = scoring.make_scorer(model, tok, template, VERBALIZERS)
-  for prompt in ("great movie", "It was", "okay"):
-    want = scorer.class_logits([prompt], examples)[:, 0]
-    ids = task.hard_prompt_ids(prompt)
-    got = task.logits(task.embeddings[ids], task.encode(examples, len(ids)))
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=prompt)
+  _assert_soft_equals_hard(task, scoring.make_scorer(model, tok, template, VERBALIZERS), examples,
+                           ("great movie", "It was", "okay"))
 
 
 def test_soft_equals_hard_masked(tiny_mlm, sst2):
@@ -40,12 +45,8 @@ def test_soft_equals_hard_masked(tiny_mlm, sst2):
   template = "{sentence_1} {prompt} <mask> ."
   task = baselines.EmbeddingTask(model, tok, template, VERBALIZERS)
   assert not task.cached and task.before == [0] and task.after == [2]
-  scorer = scoring.make_scorer(model, tok, template, VERBALIZERS)
-  for prompt in ("great movie", "It was"):
-    want = scorer.class_logits([prompt], examples)[:, 0]
-    ids = task.hard_prompt_ids(prompt)
-    got = task.logits(task.embeddings[ids], task.encode(examples, len(ids)))
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=prompt)
+  _assert_soft_equals_hard(task, scoring.make_scorer(model, tok, template, VERBALIZERS), examples,
+                           ("great movie", "It was"))
 
 
 def test_cached_equals_full_and_per_example_prompts(tiny_lm, sst2):

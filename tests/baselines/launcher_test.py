@@ -2,7 +2,6 @@
 import dataclasses
 import json
 import os
-import signal
 import subprocess
 import sys
 
@@ -11,6 +10,7 @@ import pytest
 from hpprompt.baselines import soft_prompt as soft_lib
 from hpprompt.launch import cli
 from hpprompt.launch import soft_prompt
+from tests import launch_utils
 
 pytestmark = pytest.mark.slow
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -23,9 +23,7 @@ def _cfg(model_dir, workdir, **kw):
 
 
 def _metrics(workdir):
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    rows = [json.loads(line) for line in f]
-  return [{k: v for k, v in r.items() if k != "time_step"} for r in rows]
+  return launch_utils.read_metrics(workdir, drop=("time_step",))
 
 
 @pytest.mark.parametrize("method", ["soft", "infoprompt", "pez"])
@@ -61,22 +59,10 @@ def test_interrupt_and_resume_equals_uninterrupted(tiny_gpt2_dir, small_data_dir
   """Ctrl-C (finish the step, save) or a sudden KeyboardInterrupt, then resume; batches of 8."""
   kw = dict(method=method, batch_size=8, data_dir=small_data_dir)
   full = soft_prompt.run(_cfg(tiny_gpt2_dir, tmp_path / "full", **kw))
-  step_fn = soft_lib.SoftPrompt.train_step
-  calls = {"n": 0}
-
-  def interrupt_at_4(self, *args):
-    calls["n"] += 1
-    if calls["n"] == 4:
-      if how == "sigint":
-        os.kill(os.getpid(), signal.SIGINT)
-      else:
-        raise KeyboardInterrupt
-    return step_fn(self, *args)
-
-  monkeypatch.setattr(soft_lib.SoftPrompt, "train_step", interrupt_at_4)
+  restore = launch_utils.interrupt_on_call(monkeypatch, soft_lib.SoftPrompt, "train_step", 4, how)
   with pytest.raises(soft_prompt.Interrupted):
     soft_prompt.run(_cfg(tiny_gpt2_dir, tmp_path / "cut", **kw))
-  monkeypatch.setattr(soft_lib.SoftPrompt, "train_step", step_fn)
+  restore()
   resumed = soft_prompt.run(_cfg(tiny_gpt2_dir, tmp_path / "cut", resume=True, **kw))
   assert _metrics(tmp_path / "cut") == _metrics(tmp_path / "full")
   for key in ("best_dev", "best_step", "prompt", "top_prompts", "step_reaching_target",

@@ -51,16 +51,9 @@ def test_kv_cache_decoding_equals_full_forward(tiny):
   ids, mask = jnp.asarray(ids), jnp.asarray(mask)
   fwd = _fwd(model)
   full = fwd(ids, mask).logits
-  cache = model.init_cache(2, 12)
   step = jax.jit(lambda c, i, m: model(i, attention_mask=m, cache=c))
-  out = fwd(ids[:, :7], mask[:, :7], cache)
-  logits = [out.logits]
-  cache = out.cache
-  for t in range(7, 12):
-    out = step(cache, ids[:, t:t + 1], mask[:, t:t + 1])
-    cache = out.cache
-    logits.append(out.logits)
-  hf_utils.assert_close_on_mask(jnp.concatenate(logits, 1), full, np.asarray(mask), atol=1e-5)
+  logits = hf_utils.incremental_logits(step, model.init_cache(2, 12), ids, mask, prefill=7)
+  hf_utils.assert_close_on_mask(logits, full, np.asarray(mask), atol=1e-5)
 
 
 def test_prefix_caching_equals_full_forward(tiny):

@@ -36,6 +36,19 @@ def torch_logits(model, ids, mask, **kwargs):
   return out.logits.float().numpy()
 
 
+def incremental_logits(step, cache, ids, mask, prefill: int):
+  """Logits of ids [B, T]: `prefill` tokens into `cache`, then one token at a time.
+
+  step(cache, ids, mask) -> output with .logits and .cache (a jitted call of the model)."""
+  out = step(cache, ids[:, :prefill], mask[:, :prefill])
+  logits, cache = [out.logits], out.cache
+  for t in range(prefill, ids.shape[1]):
+    out = step(cache, ids[:, t:t + 1], mask[:, t:t + 1])
+    logits.append(out.logits)
+    cache = out.cache
+  return np.concatenate([np.asarray(x) for x in logits], 1)
+
+
 def assert_close_on_mask(ours, theirs, mask, atol=1e-4):
   """Compares [B, T, ...] arrays at the real (unpadded) tokens only."""
   ours, theirs = np.asarray(ours), np.asarray(theirs)

@@ -139,13 +139,8 @@ def test_kv_cache_decoding_equals_full_forward(tiny, pad):
   ids, mask = hf_utils.random_batch(np.random.default_rng(1), VOCAB, 2, 12, pad)
   ids, mask = jnp.asarray(ids), jnp.asarray(mask)
   full = forward(ids, mask).logits
-  out = step(model.init_cache(2, 12), ids[:, :7], mask[:, :7])
-  logits, cache = [out.logits], out.cache
-  for t in range(7, 12):
-    out = step(cache, ids[:, t:t + 1], mask[:, t:t + 1])
-    cache = out.cache
-    logits.append(out.logits)
-  hf_utils.assert_close_on_mask(jnp.concatenate(logits, 1), full, np.asarray(mask), atol=1e-5)
+  logits = hf_utils.incremental_logits(step, model.init_cache(2, 12), ids, mask, prefill=7)
+  hf_utils.assert_close_on_mask(logits, full, np.asarray(mask), atol=1e-5)
 
 
 def test_prefix_caching_equals_full_forward(tiny):

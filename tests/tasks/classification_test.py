@@ -35,8 +35,8 @@ def _torch_class_logits(model_dir, texts, masked_lm):
 
 
 @pytest.mark.parametrize("masked_lm", [False, True])
-def test_rewards_match_torch_numpy_recomputation(gpt2_dir, roberta_dir, masked_lm):
-  model_dir = roberta_dir if masked_lm else gpt2_dir
+def test_rewards_match_torch_numpy_recomputation(tiny_gpt2_dir, tiny_roberta_dir, masked_lm):
+  model_dir = tiny_roberta_dir if masked_lm else tiny_gpt2_dir
   model, tok = hub.load_pretrained(model_dir)
   train = data.load_few_shot("sst-2", 0, "train")[:12]
   template = "{sentence_1} {prompt} <mask> ." if masked_lm else "{sentence_1} {prompt}"
@@ -55,8 +55,8 @@ def test_rewards_match_torch_numpy_recomputation(gpt2_dir, roberta_dir, masked_l
 
 
 @pytest.mark.parametrize("cache_bytes", [1 << 30, 0])      # kept encodings / streamed chunks
-def test_causal_prefix_scorer_equals_full_scorer(gpt2_dir, cache_bytes):
-  model, tok = hub.load_pretrained(gpt2_dir)
+def test_causal_prefix_scorer_equals_full_scorer(tiny_gpt2_dir, cache_bytes):
+  model, tok = hub.load_pretrained(tiny_gpt2_dir)
   examples = data.load_few_shot("sst-2", 1, "dev")[:20]
   tmpl = Template("{sentence_1} {prompt}", masked_lm=False)
   scorer = scoring.CausalScorer(model, tok, tmpl, VERBALIZERS, chunk_size=8, cache_bytes=cache_bytes)
@@ -67,9 +67,9 @@ def test_causal_prefix_scorer_equals_full_scorer(gpt2_dir, cache_bytes):
   np.testing.assert_allclose(a, b, atol=2e-5)
 
 
-def test_split_tokenization_equals_joint(gpt2_dir):
+def test_split_tokenization_equals_joint(tiny_gpt2_dir):
   """Encoding input and continuation separately gives the joint string's tokens (all SST-2 train)."""
-  _, tok = hub.load_pretrained(gpt2_dir)
+  _, tok = hub.load_pretrained(tiny_gpt2_dir)
   tmpl = Template("{sentence_1} {prompt}", masked_lm=False)
   for e in data.load_few_shot("sst-2", 0, "train"):
     for p in PROMPTS:
@@ -78,8 +78,8 @@ def test_split_tokenization_equals_joint(gpt2_dir):
       assert split == tok.encode(tmpl.render(e.text, p)), (e.text, p)
 
 
-def test_template_errors(gpt2_dir):
-  model, tok = hub.load_pretrained(gpt2_dir)
+def test_template_errors(tiny_gpt2_dir):
+  model, tok = hub.load_pretrained(tiny_gpt2_dir)
   with pytest.raises(TemplateError, match="no {prompt}"):
     Template("{sentence_1} It was", masked_lm=False)
   with pytest.raises(TemplateError, match="exactly one <mask>"):
@@ -95,16 +95,16 @@ def test_template_errors(gpt2_dir):
                     scoring.FullScorer)
 
 
-def test_calibrated_scores_match_torch_numpy(gpt2_dir):
+def test_calibrated_scores_match_torch_numpy(tiny_gpt2_dir):
   """Contextual calibration: log p(c|x,z) - log p(c|N/A,z), then the gap reward and argmax."""
-  model, tok = hub.load_pretrained(gpt2_dir)
+  model, tok = hub.load_pretrained(tiny_gpt2_dir)
   train = data.load_few_shot("sst-2", 0, "train")[:10]
   task = ClassificationTask(scoring.make_scorer(model, tok, "{sentence_1} {prompt}", VERBALIZERS),
                             train, train, calibrate=True)
   reward, acc = task.rewards(PROMPTS)
   tmpl = Template("{sentence_1} {prompt}", masked_lm=False)
   texts = [tmpl.render(e.text, p) for e in train + [data.Example("N/A", 0)] for p in PROMPTS]
-  logits = _torch_class_logits(gpt2_dir, texts, False).reshape(len(train) + 1, len(PROMPTS), 2)
+  logits = _torch_class_logits(tiny_gpt2_dir, texts, False).reshape(len(train) + 1, len(PROMPTS), 2)
   logp = logits - np.logaddexp(logits[..., :1], logits[..., 1:])
   cal = logp[:-1] - logp[-1:]
   labels = np.asarray([e.label for e in train])

@@ -1,0 +1,32 @@
+"""absl flags that every training launcher shares: template, steps, run directory, cadence, devices.
+
+A launcher calls `define(defaults)` with its config's defaults, then passes `values()` into its
+config (the field names equal the flag names).
+"""
+from absl import flags
+
+FIELDS = ("template", "verbalizers", "steps", "workdir", "resume", "seed", "eval_every",
+          "log_every", "checkpoint_every", "dtype", "num_devices")
+
+
+def define(defaults) -> None:
+  flags.DEFINE_string("template", None,
+                      "Template with {sentence_1} and {prompt} (+ <mask> for MLMs).")
+  flags.DEFINE_list("verbalizers", None, "Comma-separated verbalizer words, one per class.")
+  flags.DEFINE_integer("steps", defaults.steps, "Training steps.")
+  flags.DEFINE_string("workdir", defaults.workdir,
+                      "Run directory (config, metrics, checkpoints, prompts).")
+  flags.DEFINE_bool("resume", False, "Continue the run in --workdir from its last checkpoint.")
+  flags.DEFINE_integer("seed", defaults.seed, "Random seed of the run.")
+  flags.DEFINE_integer("eval_every", defaults.eval_every, "Validate every N steps.")
+  flags.DEFINE_integer("log_every", defaults.log_every, "Progress line every N steps.")
+  flags.DEFINE_integer("checkpoint_every", defaults.checkpoint_every, "Checkpoint every N steps.")
+  flags.DEFINE_enum("dtype", defaults.dtype, ["float32", "bfloat16"], "Parameter dtype of the LMs.")
+  flags.DEFINE_integer("num_devices", None, "Devices to shard over (default: all).")
+
+
+def values() -> dict:
+  """The shared flags' values as config fields (verbalizers as a tuple)."""
+  out = {name: getattr(flags.FLAGS, name) for name in FIELDS}
+  out["verbalizers"] = tuple(out["verbalizers"]) if out["verbalizers"] else None
+  return out
