@@ -12,6 +12,7 @@ import numpy as np
 from flax import nnx
 from flax import struct
 
+from hpprompt import ops
 from hpprompt.agent import learner
 from hpprompt.agent import replay
 from hpprompt.agent import sampling
@@ -110,10 +111,18 @@ class PromptAgent:
       return sharding.replicate(batch, self.mesh)
     return sharding.shard(batch, self.mesh)
 
-  def learn(self, state: AgentState, rollout: sampling.Rollout,
-            raw_rewards) -> tuple[AgentState, dict]:
-    """Shapes the rewards, then one update: on the rollout, or on a replay batch (PIN)."""
-    shaped = learner.shape_rewards(jnp.asarray(raw_rewards), self.cfg)
+  def learn(self, state: AgentState, rollout: sampling.Rollout, raw_rewards, *,
+            groups=None, shaped=None) -> tuple[AgentState, dict]:
+    """Shapes the rewards, then one update: on the rollout, or on a replay batch (PIN).
+
+    `groups`: z-score within these groups (e.g. source sentences) instead of over all prompts.
+    `shaped`: rewards the task normalised itself; only the rescale is applied to them.
+    """
+    if shaped is not None:
+      shaped = ops.rescale(jnp.asarray(shaped, jnp.float32), *self.cfg.reward_old_range,
+                           *self.cfg.reward_new_range)
+    else:
+      shaped = learner.shape_rewards(jnp.asarray(raw_rewards), self.cfg, groups)
     batch = learner.Batch(rollout.tokens, rollout.states, rollout.thresholds, shaped)
     metrics = {"shaped_reward": float(shaped.mean())}
     if self.cfg.replay:

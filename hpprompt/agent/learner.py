@@ -89,7 +89,14 @@ def make_train_step(cfg: AgentConfig):
   return jax.jit(functools.partial(train_step, cfg=cfg), donate_argnums=(0,))
 
 
-def shape_rewards(raw: Array, cfg: AgentConfig) -> Array:
-  """z-score over the prompts of the step, then the linear rescale (RLPrompt/PIN shaping, §1.5)."""
-  r = ops.zscore(raw) if cfg.reward_zscore else raw.astype(jnp.float32)
+def shape_rewards(raw: Array, cfg: AgentConfig, groups: Array | None = None) -> Array:
+  """z-score over the prompts of the step (within `groups` when given, e.g. one per source
+  sentence), then the linear rescale (RLPrompt/PIN shaping, methods.md §1.5)."""
+  if not cfg.reward_zscore:
+    r = raw.astype(jnp.float32)
+  elif groups is None:
+    r = ops.zscore(raw)
+  else:
+    groups = jnp.asarray(groups, jnp.int32)
+    r = ops.zscore(raw, groups, num_groups=int(groups.max()) + 1)
   return ops.rescale(r, *cfg.reward_old_range, *cfg.reward_new_range)

@@ -1,6 +1,6 @@
-"""The agent's training loop on a classification task (RLPrompt `Trainer`, PIN's best-prompt tracking).
+"""The agent's training loop on any task (RLPrompt `Trainer`, PIN's best-prompt tracking).
 
-Each step: sample prompts -> task rewards on the training examples -> shape -> learn. Every
+Each step: sample prompts -> task rewards (`hpprompt.tasks.base.PromptTask`) -> shape -> learn. Every
 `eval_every` steps the greedy prompt is scored on the validation set and the best prompts are kept
 (RLPrompt left that to its users, issue #12; PIN writes them sorted to a csv). Checkpoints every
 `checkpoint_every` steps; Ctrl-C saves the last finished step and exits; `resume` continues exactly.
@@ -12,7 +12,7 @@ import numpy as np
 
 from hpprompt.agent.agent import AgentState
 from hpprompt.agent.agent import PromptAgent
-from hpprompt.tasks.classification import ClassificationTask
+from hpprompt.tasks.base import PromptTask
 from hpprompt.training.run import Interrupted  # noqa: F401  (re-exported for launchers)
 from hpprompt.training.run import Run
 from hpprompt.training.run import stop_on_sigint
@@ -33,12 +33,12 @@ def _templates(state: AgentState) -> dict:
   return trees
 
 
-def evaluate_greedy(agent: PromptAgent, state: AgentState, task: ClassificationTask) -> tuple[str, float]:
+def evaluate_greedy(agent: PromptAgent, state: AgentState, task: PromptTask) -> tuple[str, float]:
   prompt = agent.decode(agent.greedy(state).tokens)[0]
-  return prompt, float(task.accuracy([prompt], "dev")[0])
+  return prompt, float(task.validate([prompt])[0])
 
 
-def train(agent: PromptAgent, task: ClassificationTask, run: Run, cfg: TrainConfig) -> dict:
+def train(agent: PromptAgent, task: PromptTask, run: Run, cfg: TrainConfig) -> dict:
   """Runs (or resumes) training; returns the final results (also written to results.json)."""
   state = agent.init(cfg.seed)
   restored = run.restore(_templates(state))
@@ -55,10 +55,12 @@ def train(agent: PromptAgent, task: ClassificationTask, run: Run, cfg: TrainConf
   results = {"steps": cfg.steps, "train_seconds": time.time() - t_start, "best": run.prompts.best,
              "top_prompts": run.prompts.records}
   best = run.prompts.best
-  if best is not None and task.test is not None:
-    results["test_accuracy"] = float(task.accuracy([best["prompt"]], "test")[0])
-    run.print(f"best prompt {best['prompt']!r}: dev {best['score']:.4f}, "
-              f"test {results['test_accuracy']:.4f}")
+  if best is not None:
+    test = task.evaluate(best["prompt"])
+    results.update(test)
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in test.items() if isinstance(v, float))
+    run.print(f"best prompt {best['prompt']!r}: {task.validation_metric} {best['score']:.4f}"
+              + (f", {shown}" if shown else ""))
   return results
 
 
@@ -69,22 +71,24 @@ def _loop(agent, task, run, cfg, state, step, stop) -> None:
       new_state, rollout = agent.sample(state)     # `state` stays the last finished step's
       prompts = agent.decode(rollout.tokens)
       t1 = time.time()
-      raw, acc = task.rewards(prompts)
+      rewards = task.step_rewards(prompts, step)
+      raw = np.asarray(rewards.raw)
       t2 = time.time()
-      new_state, metrics = agent.learn(new_state, rollout, raw)
+      new_state, metrics = agent.learn(new_state, rollout, raw, groups=rewards.groups,
+                                       shaped=rewards.shaped)
       state, step = new_state, step + 1
       t3 = time.time()
       best_i = int(np.argmax(raw))
       record = {**metrics, "raw_reward": float(raw.mean()), "max_reward": float(raw[best_i]),
-                "train_acc": float(acc.mean()), "sampled_best": prompts[best_i],
+                **rewards.metrics, "sampled_best": prompts[best_i],
                 "time_sample": t1 - t0, "time_reward": t2 - t1, "time_learn": t3 - t2}
       if step % cfg.eval_every == 0 or step == cfg.steps:
-        prompt, dev_acc = evaluate_greedy(agent, state, task)
-        run.prompts.add(prompt, dev_acc, step)
-        record.update(greedy_prompt=prompt, dev_acc=dev_acc)
+        prompt, score = evaluate_greedy(agent, state, task)
+        run.prompts.add(prompt, score, step)
+        record.update({"greedy_prompt": prompt, task.validation_metric: score})
       run.log(step, record)
       if step % cfg.log_every == 0 or step == cfg.steps:
-        run.progress(step, reward=record["raw_reward"], train_acc=record["train_acc"],
+        run.progress(step, reward=record["raw_reward"], **rewards.metrics,
                      loss=record.get("loss", f"- (buffer {record.get('buffer', 0)})"))
       run.maybe_save(step, _templates(state), {"task_memo": task.memo_state()})
       if stop["stop"] and step < cfg.steps:

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hpprompt import ops
+from hpprompt.tasks.base import StepRewards
 from hpprompt.tasks.data import Example
 from hpprompt.tasks.scoring import Scorer
 
@@ -60,6 +61,7 @@ class ClassificationTask:
   # are not scored again. Runs checkpoint these memos so that a resumed run reuses the same values.
   reward_memo: dict = dataclasses.field(default_factory=dict)
   accuracy_memo: dict = dataclasses.field(default_factory=dict)
+  validation_metric = "dev_acc"
 
   def _split(self, split: str) -> list[Example]:
     examples = {"train": self.train, "dev": self.dev, "test": self.test}.get(split)
@@ -98,6 +100,22 @@ class ClassificationTask:
       acc = accuracy_from_logits(logits, np.asarray([e.label for e in examples]))
       self.accuracy_memo.update({(split, p): float(a) for p, a in zip(new, acc)})
     return np.asarray([self.accuracy_memo[(split, p)] for p in prompts])
+
+  # ---- the agent's task interface (hpprompt.tasks.base.PromptTask) --------------------------------
+
+  def step_rewards(self, prompts: list[str], step: int) -> StepRewards:
+    """Every step scores the whole training set (RLPrompt/PIN few-shot), so `step` is unused."""
+    del step
+    raw, acc = self.rewards(prompts)
+    return StepRewards(raw, {"train_acc": float(acc.mean())})
+
+  def validate(self, prompts: list[str]) -> np.ndarray:
+    return self.accuracy(prompts, "dev")
+
+  def evaluate(self, prompt: str) -> dict:
+    if self.test is None:
+      return {}
+    return {"test_accuracy": float(self.accuracy([prompt], "test")[0])}
 
   def memo_state(self) -> dict:
     """The memos as JSON-able lists (for checkpoints)."""
