@@ -10,7 +10,10 @@ from hpprompt.tasks.classification import ClassificationTask
 
 
 def test_classification_task_is_a_prompt_task():
-  assert issubclass(ClassificationTask, PromptTask)
+  members = [m for m in vars(PromptTask) if not m.startswith("_")] + ["validation_metric"]
+  assert {"step_rewards", "validate", "evaluate", "memo_state", "load_memo_state"} <= set(members)
+  for name in members:
+    assert hasattr(ClassificationTask, name), name
 
 
 def test_grouped_shaping_matches_numpy():
