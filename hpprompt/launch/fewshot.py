@@ -10,19 +10,21 @@ import jax.numpy as jnp
 from hpprompt.agent import trainer
 from hpprompt.agent.agent import PromptAgent
 from hpprompt.agent.config import PRESETS
+from hpprompt.agent.config import SELECTION
 from hpprompt.agent.config import AgentConfig
 from hpprompt.launch import cli
+from hpprompt.launch import paper
 from hpprompt.metrics import perplexity
 from hpprompt.models import hub
 from hpprompt.models.base import CausalLM
 from hpprompt.tasks import data
 from hpprompt.tasks import scoring
+from hpprompt.tasks import verbalizers
 from hpprompt.tasks.classification import ClassificationTask
 from hpprompt.training import sharding
 
 # CPU-sized defaults: the real SmolLM2-135M as policy and task LM on SST-2 16-shot, ~10 minutes on
-# a 2-core laptop CPU. Paper-sized runs: --steps 6000 (PIN) / 12000 (RLPrompt), --prompt_length 5,
-# --replay_batch 256, and the paper's LMs (--policy_lm facebook/opt-125m, --task_lm roberta-large).
+# a 2-core laptop CPU. The papers' set-ups: `paper.apply(cfg)` (`--paper`), see hpprompt/launch/paper.py.
 CPU_AGENT_OVERRIDES = {"prompt_length": 2, "prompts_per_step": 8, "replay_batch": 32,
                        "replay_capacity": 4096, "learning_rate": 1e-3}
 
@@ -38,6 +40,8 @@ class FewShotConfig:
   template: str | None = None         # default: the data set's (MLM or causal) template
   verbalizers: tuple[str, ...] | None = None
   calibrate: bool = True               # contextual calibration (see tasks/classification.py)
+  selection: str | None = None         # best prompt by 'accuracy' or 'reward'; None: the preset's
+  truncate: bool = False               # truncate over-long masked-LM inputs (RLPrompt's sides)
   steps: int = 200
   agent: dict = dataclasses.field(default_factory=lambda: dict(CPU_AGENT_OVERRIDES))
   source_token: str | None = None
@@ -93,18 +97,30 @@ def load_data(cfg: FewShotConfig) -> tuple[data.DatasetSpec, dict]:
   return spec, splits
 
 
+def resolve_verbalizers(cfg, spec: data.DatasetSpec, tokenizer) -> tuple[str, ...]:
+  """--verbalizers (leading spaces as 'Ġword' or quoted), else the data set's for this tokenizer."""
+  if cfg.verbalizers:
+    with cli.flag("verbalizers"):
+      return verbalizers.parse(cfg.verbalizers)
+  with cli.flag("task_lm"):
+    return verbalizers.for_tokenizer(spec, tokenizer)
+
+
 def load_task(cfg: FewShotConfig, mesh, models: dict, spec: data.DatasetSpec,
               splits: dict) -> ClassificationTask:
   with cli.flag("task_lm"):
     model, tokenizer = models[cfg.task_lm]
   causal = isinstance(model, CausalLM)
   template = cfg.template or (spec.causal_template if causal else spec.mlm_template)
-  with cli.flag("template" if cfg.template else "task_lm"):
-    scorer = scoring.make_scorer(model, tokenizer, template, cfg.verbalizers or spec.verbalizers,
-                                 mesh=mesh)
-  return ClassificationTask(scorer, splits["train"], splits["dev"],
-                            splits["test"] if cfg.evaluate_test else None,
-                            calibrate=getattr(cfg, "calibrate", False))
+  words = resolve_verbalizers(cfg, spec, tokenizer)
+  with cli.flag("template" if cfg.template else "verbalizers" if cfg.verbalizers else "task_lm"):
+    scorer = scoring.make_scorer(model, tokenizer, template, words, mesh=mesh)
+  with cli.flag("selection"):
+    return ClassificationTask(scorer, splits["train"], splits["dev"],
+                              splits["test"] if cfg.evaluate_test else None,
+                              calibrate=getattr(cfg, "calibrate", False),
+                              selection=getattr(cfg, "selection", None) or "accuracy",
+                              truncate=getattr(cfg, "truncate", False))
 
 
 def load_models(cfg: FewShotConfig) -> dict:
@@ -121,9 +137,18 @@ def load_models(cfg: FewShotConfig) -> dict:
   return models
 
 
+def resolve(cfg: FewShotConfig) -> FewShotConfig:
+  """`cfg` with the preset's selection criterion filled in."""
+  if cfg.selection is None and cfg.method in SELECTION:
+    cfg = dataclasses.replace(cfg, selection=SELECTION[cfg.method])
+  return cfg
+
+
 def build(cfg: FewShotConfig) -> tuple[PromptAgent, ClassificationTask, dict]:
   """(agent, task, {name: (model, tokenizer)} of the loaded LMs)."""
+  cfg = resolve(cfg)
   agent_cfg = agent_config(cfg)
+  paper.check_models(cfg)
   with cli.flag("num_devices"):
     mesh = sharding.make_mesh(cfg.num_devices)
   spec, splits = load_data(cfg)
@@ -154,12 +179,15 @@ def add_perplexity(results: dict, cfg: FewShotConfig, models: dict) -> None:
 def run(cfg: FewShotConfig) -> dict:
   """Trains (or resumes) and evaluates; writes config, metrics, checkpoints, prompts, results."""
   cli.check_positive(cfg)
+  cfg = resolve(cfg)
   agent, task, models = build(cfg)
   run_ = cli.open_run(cfg, {**dataclasses.asdict(cfg),
                            "agent_config": dataclasses.asdict(agent.cfg)})
   run_.print(f"{cfg.method} on {cfg.dataset} (seed {cfg.dataset_seed}): policy {cfg.policy_lm}, "
              f"task {cfg.task_lm}, {len(task.train)} train / {len(task.dev)} dev examples, "
              f"{cfg.steps} steps -> {cfg.workdir}")
+  run_.print(f"verbalizer tokens: {verbalizers.describe(task.scorer)}; best prompt by "
+             f"{task.validation_metric}")
   results = trainer.train(agent, task, run_, trainer.TrainConfig(
       steps=cfg.steps, eval_every=cfg.eval_every, log_every=cfg.log_every, seed=cfg.seed))
   add_perplexity(results, cfg, models)

@@ -158,7 +158,7 @@ def build(cfg: BaselineConfig):
   task = fewshot.load_task(cfg, mesh, {cfg.task_lm: (model, tokenizer)}, spec, splits)
   with cli.flag("template" if cfg.template else "task_lm"):
     emb = baselines.EmbeddingTask(model, tokenizer, task.scorer.template,
-                                  cfg.verbalizers or spec.verbalizers, mesh=mesh)
+                                  fewshot.resolve_verbalizers(cfg, spec, tokenizer), mesh=mesh)
     emb.encode(task.train[:1], method_cfg.prompt_length)   # fail early on a bad template
   return baselines.METHODS[cfg.method](emb, method_cfg), emb, task
 
