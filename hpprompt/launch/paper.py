@@ -68,7 +68,7 @@ def apply(cfg, explicit: set[str] | frozenset = frozenset()):
   fields = {f.name for f in dataclasses.fields(cfg)}
   changes = {}
   for name, value in paper.items():
-    if name == "epochs" or name not in fields:
+    if name not in fields or (name == "epochs" and "steps" in explicit):
       continue
     if name in ("agent", "options"):
       current = getattr(cfg, name)

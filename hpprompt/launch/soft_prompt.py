@@ -36,6 +36,7 @@ import numpy as np
 from hpprompt import baselines
 from hpprompt.launch import cli
 from hpprompt.launch import fewshot
+from hpprompt.launch import paper
 from hpprompt.metrics import classification
 from hpprompt.metrics import perplexity
 from hpprompt.models import hub
@@ -67,6 +68,7 @@ class BaselineConfig:
   learning_rate: float | None = None  # None: the method's default
   options: dict = dataclasses.field(default_factory=dict)   # other fields of the method's config
   steps: int = 60
+  epochs: int | None = None           # if set, steps = epochs x ceil(train examples / batch_size)
   batch_size: int = 32
   eval_every: int = 5
   log_every: int = 1
@@ -99,7 +101,8 @@ def method_config(cfg: BaselineConfig):
   for key in cfg.options:
     if key not in fields:
       raise cli.FlagError(key, f"not a {cfg.method} setting; known: {sorted(fields)}.")
-  values = {"prompt_length": cfg.prompt_length, "init": cfg.init, **cfg.options}
+  values = {"prompt_length": cfg.prompt_length, "init": cfg.init, "schedule_steps": cfg.steps,
+            **cfg.options}
   if cfg.learning_rate is not None:
     values["learning_rate"] = cfg.learning_rate
   method_cfg = config_class(**values)
@@ -145,6 +148,18 @@ def load_model(cfg: BaselineConfig):
       raise ValueError(f"must be float32 or bfloat16, got {cfg.dtype!r}.")
   with cli.flag("task_lm"):
     return hub.load_pretrained(cfg.task_lm, dtype=getattr(jnp, cfg.dtype))
+
+
+def resolve_epochs(cfg: BaselineConfig) -> BaselineConfig:
+  """`cfg` with `steps` = epochs x batches per epoch when `epochs` is set (InfoPrompt's 30)."""
+  if cfg.epochs is None:
+    return cfg
+  with cli.flag("epochs"):
+    if cfg.epochs < 1:
+      raise ValueError(f"must be >= 1, got {cfg.epochs}.")
+  _, splits = load_data(cfg)
+  n = len(splits["train"])
+  return dataclasses.replace(cfg, steps=cfg.epochs * -(-n // min(cfg.batch_size, n)))
 
 
 def build(cfg: BaselineConfig):
@@ -280,6 +295,8 @@ def _results(method, emb, task, run, cfg, state, seconds, primary) -> dict:
 
 def run(cfg: BaselineConfig) -> dict:
   """Trains (or resumes) and evaluates; writes config, metrics, checkpoints, prompts, results."""
+  cfg = resolve_epochs(cfg)
+  paper.check_models(cfg)
   method, emb, task = build(cfg)
   run_ = cli.open_run(cfg, {**dataclasses.asdict(cfg),
                            "method_config": dataclasses.asdict(method.cfg)})
