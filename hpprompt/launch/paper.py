@@ -92,6 +92,7 @@ def check_models(cfg) -> None:
     try:
       hub.resolve(name)
     except ConversionError as e:
-      raise cli.FlagError(flag_name, f"could not get {name!r} (no network or not on the Hugging "
-                          f"Face Hub: {first_line(e)[:160]}); pass a local directory with "
+      why = type(e.__cause__).__name__ if e.__cause__ is not None else first_line(e)[:120]
+      raise cli.FlagError(flag_name, f"could not get {name!r} from the Hugging Face Hub ({why}: "
+                          f"no network, or not there); pass a local directory with "
                           f"--{flag_name}.") from e

@@ -12,7 +12,8 @@ FIELDS = ("template", "verbalizers", "steps", "workdir", "resume", "seed", "eval
 def define(defaults) -> None:
   flags.DEFINE_string("template", None,
                       "Template with {sentence_1} and {prompt} (+ <mask> for MLMs).")
-  flags.DEFINE_list("verbalizers", None, "Comma-separated verbalizer words, one per class.")
+  flags.DEFINE_list("verbalizers", None, "Comma-separated verbalizer tokens, one per class; a "
+                    "leading space as 'Ġbad' or \"' bad'\" (a bare bad has none).")
   flags.DEFINE_integer("steps", defaults.steps, "Training steps.")
   flags.DEFINE_string("workdir", defaults.workdir,
                       "Run directory (config, metrics, checkpoints, prompts).")

@@ -42,6 +42,7 @@ from hpprompt.metrics import perplexity
 from hpprompt.models import hub
 from hpprompt.models.base import CausalLM
 from hpprompt.tasks import data
+from hpprompt.tasks import verbalizers
 from hpprompt.tasks.classification import ClassificationTask
 from hpprompt.training import sharding
 from hpprompt.training.run import Interrupted
@@ -303,6 +304,7 @@ def run(cfg: BaselineConfig) -> dict:
   run_.print(f"{cfg.method} on {cfg.dataset} (seed {cfg.dataset_seed}): task {cfg.task_lm}, "
              f"{len(task.train)} train / {len(task.dev)} dev examples, {cfg.steps} steps, "
              f"prompt length {method.cfg.prompt_length} -> {cfg.workdir}")
+  run_.print(f"verbalizer tokens: {verbalizers.describe(task.scorer)}")
   results = train(method, emb, task, run_, cfg)
   run_.finish(results)
   return results

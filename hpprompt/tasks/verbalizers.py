@@ -1,9 +1,10 @@
 """Verbalizers: user spellings, a data set's verbalizers for a task tokenizer, what is scored.
 
 A verbalizer is the text of one token of the task tokenizer (e.g. ' great' with its leading space,
-RLPrompt's 'Ġgreat'). absl's list flag strips spaces around each item, so `--verbalizers` accepts
-the forms that keep a leading space visible: 'Ġgreat' (byte-level BPE's space mark) or a quoted
-"' great'" / '" great"'; a bare 'great' means no leading space.
+RLPrompt's 'Ġgreat'). absl's list flag strips spaces around each item (and reads double quotes as
+CSV quoting), so `--verbalizers` accepts the forms that keep a leading space visible: 'Ġgreat'
+(byte-level BPE's space mark, also SentencePiece's '▁') or single-quoted "' great'"; a bare 'great'
+means no leading space. Launchers print the scored tokens at the start of a run.
 """
 from hpprompt.models.tokenizer import Tokenizer
 from hpprompt.tasks.data import DatasetSpec
