@@ -46,8 +46,10 @@ PAPER: dict[str, dict] = {
                                "linear_decay": True}},
     # PEZ as PIN re-ran it (App. B.3): 5 tokens, batch 16, RoBERTa-large, [x] [z] [MASK]; PEZ's LM
     # code trains 5,000 steps and validates every 100 (its Adafactor lr 0.3 is not used: AdamW).
+    # Initialisation from the class-label words, as its LM code (`initialize_from_classes`; it
+    # repeats them to fill L, here the other positions are sampled vocabulary rows).
     "pez": {"task_lm": "roberta-large", "prompt_length": 5, "batch_size": 16, "steps": 5000,
-            "eval_every": 100, "calibrate": False},
+            "eval_every": 100, "init": "class", "calibrate": False},
     # Soft prompt tuning as the RLPrompt/PIN tables quote it: 5 vectors on RoBERTa-large (the
     # optimiser and steps of that baseline are not given; the launcher's own are kept).
     "soft": {"task_lm": "roberta-large", "prompt_length": 5, "calibrate": False},
