@@ -45,7 +45,8 @@ flags.DEFINE_float("beta", None, "InfoPrompt: representation-loss weight (defaul
 flags.DEFINE_float("kl_weight", None, "InfoPrompt: KL weight (default 0.1).")
 flags.DEFINE_float("warmup_fraction", None, "Linear lr warm-up over this fraction of the steps "
                    "(InfoPrompt's code: 0.06).")
-flags.DEFINE_bool("linear_decay", None, "Linear lr decay to 0 at the last step (InfoPrompt's code).")
+flags.DEFINE_bool("linear_decay", None,
+                  "Linear lr decay to 0 at the last step (InfoPrompt's code).")
 flags.DEFINE_integer("epochs", None, "Train for this many epochs (steps = epochs x batches).")
 flags.DEFINE_bool("paper", False, "The paper's set-up (hpprompt/launch/paper.py): RoBERTa-large, "
                   "its template, prompt length, batch, optimiser, steps; InfoPrompt's released "

@@ -58,8 +58,8 @@ class AgentConfig:
 #   rlprompt  v2_v3 ((v2 + v3)/2, bootstrapped single- and multi-step path consistency): RLPrompt's
 #             fsc config (`sql_loss_impl=v2_v2r_v3_v3r`, coefficient None).
 #   pin       v1 (Monte-Carlo: Q_t onto R): the loss of PIN's few-shot README command
-#             (`algo=sql training_mode=sql-offpolicy ... loss_impl=v1 fluent=true`), also passed by its
-#             other two READMEs; not confirmed by the authors as what produced the paper's numbers.
+#             (`algo=sql training_mode=sql-offpolicy ... loss_impl=v1 fluent=true`), also passed
+#             by its other two READMEs; not confirmed by the authors as what produced the paper's numbers.
 #   pin-td    td (Q_t onto R at the last step, onto g V'(s_{t+1}) = g spmax of the filtered target
 #             Q-values otherwise): the Bellman target of PIN's paper, Eq. 5 / Algorithm 1.
 #   pin-v2v3  v2_v3 with V = spmax: PIN code's `loss_impl=v2_v3` (sparse_ql_loss_2_3).

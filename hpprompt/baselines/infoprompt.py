@@ -33,7 +33,8 @@ Defaults and options (baselines.md §1.5):
     code it regularises the bottleneck that classifies, and with the LM head classifying it would
     only pull the prompted state's mu(h) towards 0 (it is still reported as `kl`).
   * `variational_head`: the code's classifier, logit_c = <u(z), v_c>, with z sampled when training
-    and z = mu when evaluating. v_c is trainable, initialised to the verbalizer rows. The KL term acts.
+    and z = mu when evaluating. v_c is trainable, initialised to the verbalizer rows. The KL term
+    acts.
   * The released optimiser (AdamW lr 1e-3, weight decay 0.01, 6% linear warm-up then linear decay,
     batch 8): `warmup_fraction=0.06, linear_decay=True` (`soft_prompt.make_optimizer`), which
     `--paper` sets with the released architecture (`--prompt_generator --variational_head`).

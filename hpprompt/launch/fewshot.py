@@ -24,7 +24,7 @@ from hpprompt.tasks.classification import ClassificationTask
 from hpprompt.training import sharding
 
 # CPU-sized defaults: the real SmolLM2-135M as policy and task LM on SST-2 16-shot, ~10 minutes on
-# a 2-core laptop CPU. The papers' set-ups: `paper.apply(cfg)` (`--paper`), see hpprompt/launch/paper.py.
+# a 2-core laptop CPU. The papers' set-ups: `paper.apply(cfg)` (`--paper`), hpprompt/launch/paper.py.
 CPU_AGENT_OVERRIDES = {"prompt_length": 2, "prompts_per_step": 8, "replay_batch": 32,
                        "replay_capacity": 4096, "learning_rate": 1e-3}
 

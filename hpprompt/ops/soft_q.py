@@ -156,5 +156,6 @@ def soft_q_v2_v3(q_t, a_t, reward, target_q_t, **kwargs) -> Array:
 
 
 def soft_q_td(q_t, a_t, reward, target_q_t, **kwargs) -> Array:
-  """One-step TD regression of Q_t onto R (last step) or g V'_{t+1} (PIN Eq. 5). See `soft_q_loss`."""
+  """One-step TD regression of Q_t onto R (last step) or g V'_{t+1} (PIN Eq. 5); see `soft_q_loss`.
+  """
   return soft_q_loss("td", q_t, a_t, reward, target_q_t, **kwargs)

@@ -239,7 +239,7 @@ class FullScorer(Scorer):
     if too_long > self.max_length:
       if self.truncation_side is None:
         raise TemplateError(f"an input is {too_long} tokens, longer than the task LM's "
-                            f"{self.max_length}; shorten the inputs (or truncate them: --truncate).")
+                            f"{self.max_length}; shorten the inputs (or truncate: --truncate).")
       seqs = truncate(seqs, self.max_length, self.truncation_side,
                       *_added_specials(self.tokenizer))
     return seqs

@@ -41,8 +41,8 @@ def for_tokenizer(spec: DatasetSpec, tokenizer: Tokenizer) -> tuple[str, ...]:
     if _single_tokens(tokenizer, words):
       return words
   bad = [w for w in spec.verbalizers if not _single_tokens(tokenizer, [w])]
-  raise TemplateError(f"{spec.name}: verbalizers {bad} are several tokens of this task tokenizer and "
-                      "no documented alternative fits; pass single-token --verbalizers (a leading "
+  raise TemplateError(f"{spec.name}: verbalizers {bad} are several tokens of this task tokenizer "
+                      "and no documented alternative fits; pass single-token --verbalizers (a leading "
                       "space as 'Ġword').")
 
 

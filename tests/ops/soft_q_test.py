@@ -1,4 +1,5 @@
-"""Soft-Q losses (v1, v2, v3, v2_v3, td) against step-by-step NumPy loops and RLPrompt / PIN code."""
+"""Soft-Q losses (v1, v2, v3, v2_v3, td) against step-by-step NumPy loops and RLPrompt / PIN
+code."""
 import functools
 
 import chex

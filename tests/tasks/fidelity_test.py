@@ -1,5 +1,5 @@
-"""Selection by validation reward, RLPrompt's truncation, verbalizer spellings, InfoPrompt's schedule
-— each against an independent reference (PyTorch / transformers / NumPy)."""
+"""Selection by validation reward, RLPrompt's truncation, verbalizer spellings, InfoPrompt's
+schedule — each against an independent reference (PyTorch / transformers / NumPy)."""
 import numpy as np
 import pytest
 from absl import flags
@@ -41,7 +41,7 @@ def test_selection_by_mean_validation_reward(tiny_gpt2_dir):
     ClassificationTask(scorer, dev, dev, selection="loss")
 
 
-# ---- truncation of over-long masked-LM inputs (RLPrompt: right in training, left in evaluation) ---
+# ---- truncation of over-long masked-LM inputs (RLPrompt: right in training, left in evaluation)
 
 LONG = Example(" ".join(["the movie was a long and boring one"] * 8), 1)
 MAX = 24
@@ -90,11 +90,11 @@ def test_task_truncates_training_right_and_evaluation_left(tiny_roberta_dir):
   task = ClassificationTask(scorer, [LONG], [LONG], truncate=True)
   task.rewards([" It was"])
   assert scorer.truncation_side == "right"
-  with pytest.raises(TemplateError, match="after left truncation"):   # <mask> first: cut on the left
+  with pytest.raises(TemplateError, match="after left truncation"):   # <mask> first: cut off
     task.validate([" It was"])
 
 
-# ---- verbalizer spellings -------------------------------------------------------------------------
+# ---- verbalizer spellings ------------------------------------------------------------------------
 
 def test_verbalizer_flag_spellings_keep_leading_spaces():
   fv = flags.FlagValues()
@@ -113,7 +113,7 @@ def test_describe_names_the_scored_tokens(tiny_lm):
   assert verbalizers.describe(scorer) == f"0 'Ġterrible' (id {ids[0]}), 1 'Ġgreat' (id {ids[1]})"
 
 
-# ---- InfoPrompt's learning-rate schedule ------------------------------------------------------------
+# ---- InfoPrompt's learning-rate schedule ---------------------------------------------------------
 
 @pytest.mark.parametrize("total, decay", [(50, True), (120, True), (40, False)])
 def test_warmup_linear_decay_matches_transformers(total, decay):
