@@ -3,8 +3,8 @@
 PIN's sampler (`lm_filter_model.py`, `_get_generation_cache`) turns each sampled id into a string
 and calls the tokenizer on it with its defaults. OPT's tokenizer prepends `</s>` (its BOS) to every
 call, so PIN's OPT policy reads `</s> </s> | </s> a_0 | </s> a_1 | ...` and takes the state at the
-last token of each call; hpprompt feeds the ids, `</s> a_0 a_1 ...`. GPT-2's tokenizer adds nothing (the
-two sequences are the same); Llama tokenizers with `add_bos_token` would add `<s>` like OPT
+last token of each call; hpprompt feeds the ids, `</s> a_0 a_1 ...`. GPT-2's tokenizer adds nothing
+(the two sequences are the same); Llama tokenizers with `add_bos_token` would add `<s>` like OPT
 (SmolLM2's does not). This script measures, per prompt step t, how far PIN's state e_t is from
 ours: relative L2 distance, cosine, and the overlap of the ignorable-token filter (top 20% of the
 frozen LM's logits, as k = 10,000 of OPT's 50,272) and of the frozen argmax.
