@@ -18,14 +18,16 @@ from hpprompt.models.convert.core import ConversionError
 
 # PIN few-shot (fsc_config.yaml + README): OPT-125m policy, RoBERTa-large masked-LM task LM with
 # its template, 6,000 steps, validation on the whole dev set every 20 steps, best prompt by the
-# mean validation reward (PIN's trainer, infer mode), no calibration.
+# mean validation reward (PIN's trainer, infer mode), no calibration, over-long inputs truncated
+# (their tokenizer calls pass truncation=True).
 PIN = {"policy_lm": "facebook/opt-125m", "task_lm": "roberta-large", "steps": 6000,
-       "eval_every": 20, "selection": "reward", "calibrate": False, "agent": {}}
+       "eval_every": 20, "selection": "reward", "calibrate": False, "truncate": True, "agent": {}}
 # RLPrompt few-shot (fsc_config.yaml): distilgpt2 policy, RoBERTa-large, 12,000 steps, validation
 # every 10 steps; RLPrompt keeps no best prompt (its paper reports the top prompts by validation
 # accuracy), so accuracy selects here.
 RLPROMPT = {"policy_lm": "distilgpt2", "task_lm": "roberta-large", "steps": 12000,
-            "eval_every": 10, "selection": "accuracy", "calibrate": False, "agent": {}}
+            "eval_every": 10, "selection": "accuracy", "calibrate": False, "truncate": True,
+            "agent": {}}
 
 PAPER: dict[str, dict] = {
     # Agent presets (experiments/fewshot_classification.py). PIN's ablations and its RLPrompt

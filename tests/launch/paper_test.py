@@ -25,7 +25,7 @@ def test_pin_and_rlprompt_setups():
   cfg = paper.apply(fewshot.FewShotConfig(method="pin"))
   assert (cfg.policy_lm, cfg.task_lm, cfg.steps, cfg.eval_every) == (
       "facebook/opt-125m", "roberta-large", 6000, 20)
-  assert cfg.selection == "reward" and not cfg.calibrate and cfg.agent == {}
+  assert cfg.selection == "reward" and not cfg.calibrate and cfg.truncate and cfg.agent == {}
   agent = fewshot.agent_config(cfg)                        # the preset itself: PIN's settings
   assert (agent.prompt_length, agent.prompts_per_step, agent.replay_batch, agent.replay_capacity,
           agent.learning_rate, agent.filter_top_k, agent.loss) == (5, 16, 256, 64_000, 5e-5,
