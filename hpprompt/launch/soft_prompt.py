@@ -36,6 +36,7 @@ import numpy as np
 from hpprompt import baselines
 from hpprompt.launch import cli
 from hpprompt.launch import fewshot
+from hpprompt.launch import validate
 from hpprompt.metrics import classification
 from hpprompt.metrics import perplexity
 from hpprompt.models import hub
@@ -45,6 +46,8 @@ from hpprompt.tasks.classification import ClassificationTask
 from hpprompt.training import sharding
 from hpprompt.training.run import Interrupted
 from hpprompt.training.run import Run
+from hpprompt.training.run import all_finite
+from hpprompt.training.run import check_finite
 from hpprompt.training.run import stop_on_sigint
 
 __all__ = ("BaselineConfig", "Interrupted", "build", "run", "scores", "train")
@@ -102,9 +105,14 @@ def method_config(cfg: BaselineConfig):
   values = {"prompt_length": cfg.prompt_length, "init": cfg.init, **cfg.options}
   if cfg.learning_rate is not None:
     values["learning_rate"] = cfg.learning_rate
-  method_cfg = config_class(**values)
+  try:
+    method_cfg = config_class(**values)
+  except (TypeError, ValueError) as e:
+    name = next((k for k in values if k in str(e)), "method")
+    raise cli.FlagError(name, cli.one_line(e)) from e
   for name, message in method_cfg.problems():
     raise cli.FlagError(name, message)
+  validate.numbers(method_cfg)
   return method_cfg
 
 
@@ -150,6 +158,7 @@ def load_model(cfg: BaselineConfig):
 def build(cfg: BaselineConfig):
   """(method, embedding task, string-prompt task) from a configuration."""
   cli.check_positive(cfg, cli.RUN_COUNTS + ("batch_size",))
+  validate.in_range("target_train_acc", cfg.target_train_acc, 0.0, 1.0)
   method_cfg = method_config(cfg)
   with cli.flag("num_devices"):
     mesh = sharding.make_mesh(cfg.num_devices)
@@ -160,6 +169,7 @@ def build(cfg: BaselineConfig):
     emb = baselines.EmbeddingTask(model, tokenizer, task.scorer.template,
                                   cfg.verbalizers or spec.verbalizers, mesh=mesh)
     emb.encode(task.train[:1], method_cfg.prompt_length)   # fail early on a bad template
+  validate.task_context(task, method_cfg.prompt_length, "prompt_length")
   return baselines.METHODS[cfg.method](emb, method_cfg), emb, task
 
 
@@ -202,6 +212,8 @@ def train(method, emb, task: ClassificationTask, run: Run, cfg: BaselineConfig) 
           batch = emb.place_batch(baselines.embedding_task.take(full, rows))
         new_state, metrics = method.train_step(state, batch)
         record = _float_metrics(metrics)
+        check_finite(step + 1, run, loss=record["loss"],   # stop before logging or recording it
+                     parameters=all_finite(new_state.params))
         state, step = new_state, step + 1
         record["time_step"] = time.time() - t0
         if step % cfg.eval_every == 0 or step == cfg.steps:
@@ -280,9 +292,13 @@ def _results(method, emb, task, run, cfg, state, seconds, primary) -> dict:
 
 def run(cfg: BaselineConfig) -> dict:
   """Trains (or resumes) and evaluates; writes config, metrics, checkpoints, prompts, results."""
+  cli.check_run_dir(cfg)
   method, emb, task = build(cfg)
   run_ = cli.open_run(cfg, {**dataclasses.asdict(cfg),
                            "method_config": dataclasses.asdict(method.cfg)})
+  note = validate.test_note({"test": task.test}, cfg.dataset, cfg.evaluate_test)
+  if note:
+    run_.print(note)
   run_.print(f"{cfg.method} on {cfg.dataset} (seed {cfg.dataset_seed}): task {cfg.task_lm}, "
              f"{len(task.train)} train / {len(task.dev)} dev examples, {cfg.steps} steps, "
              f"prompt length {method.cfg.prompt_length} -> {cfg.workdir}")
