@@ -98,8 +98,13 @@ def run_main(fn, *args, **kwargs):
     if debug():
       raise
     message, code = error_line(e)
-    print(message, file=sys.stderr, flush=True)
+    _print_error(message)
     sys.exit(code)
+
+
+def _print_error(message: str) -> None:
+  # Text from the command line may hold undecodable bytes (surrogate escapes): show them escaped.
+  print(message.encode("utf-8", "backslashreplace").decode("utf-8"), file=sys.stderr, flush=True)
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -107,7 +112,7 @@ def parse_flags(argv: list[str]) -> list[str]:
   try:
     return absl_flags.FLAGS(argv)
   except absl_flags.Error as e:
-    print(f"error: {one_line(e)} (see --helpfull)", file=sys.stderr, flush=True)
+    _print_error(f"error: {one_line(e)} (see --helpfull)")
     sys.exit(2)
 
 

@@ -82,6 +82,10 @@ def load_data(cfg: FewShotConfig) -> tuple[data.DatasetSpec, dict]:
   """The data set's spec and its train / dev / test examples (test None when not available)."""
   with cli.flag("dataset"):
     spec = data.get_spec(cfg.dataset)
+    if cfg.dataset.startswith("glue/") or "_" in cfg.dataset:
+      few_shot = sorted(k for k in data.DATASETS if "/" not in k and "_" not in k)
+      raise ValueError(f"{cfg.dataset!r} is a tensorflow-datasets set; this launcher reads the "
+                       f"few-shot sets {few_shot}.")
   with cli.flag("dataset_seed"):
     if cfg.dataset_seed not in data.SEED_FOLDERS:
       raise ValueError(f"must be one of {sorted(data.SEED_FOLDERS)}, got {cfg.dataset_seed}.")
