@@ -86,8 +86,9 @@ def check_finite(step: int, run: "Run | None" = None, **quantities) -> None:
     if not finite:
       kept = "" if run is None else (f"; the last good checkpoint is step {run.saved_step}"
                                      if run.saved_step is not None else "; no checkpoint was kept")
-      raise NonFiniteError(f"training stopped at step {step}: the {name} is not finite{kept}; "
-                           "no prompt of that step was recorded. Lower --learning_rate.")
+      what = name.replace("_", " ")
+      raise NonFiniteError(f"training stopped at step {step}: non-finite {what}{kept}; no prompt "
+                           "of that step was recorded. Lower --learning_rate.")
 
 
 @jax.jit

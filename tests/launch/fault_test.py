@@ -121,7 +121,7 @@ def test_learning_rate_that_blows_up_stops_with_one_line(tiny_gpt2_dir, data_roo
     cli.run_main(fewshot.run, cfg)
   assert e.value.code == 2
   lines = capsys.readouterr().err.splitlines()
-  assert len(lines) == 1 and "is not finite" in lines[0] and "training stopped at step" in lines[0]
+  assert len(lines) == 1 and "non-finite" in lines[0] and "training stopped at step" in lines[0]
   stop = int(lines[0].split("training stopped at step ")[1].split(":")[0])
   assert not os.path.exists(workdir / "prompts.csv")
   assert not os.path.exists(workdir / "results.json")
