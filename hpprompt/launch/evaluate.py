@@ -33,7 +33,7 @@ class EvalConfig:
 
 
 def run(cfg: EvalConfig) -> list[dict]:
-  """Scores the prompts; the results file (if any) is checked first and written before perplexity."""
+  """Scores the prompts; the results file is checked first and written before perplexity."""
   if not cfg.prompts:
     raise cli.FlagError("prompt", "give at least one prompt.")
   with cli.flag("split"):

@@ -1,4 +1,4 @@
-"""Up-front checks of every setting, the same rules for every launcher (agent, baselines, evaluation).
+"""Up-front checks of every setting, the same rules for every launcher (agent, baselines, eval).
 
 Each check raises `cli.FlagError` naming the flag to change, before models load or training starts
 wherever the inputs allow: numbers (finite, in range), verbalizers against the data set's classes,

@@ -153,8 +153,9 @@ def load_few_shot(name: str, seed: int, split: str, data_dir: str | None = None)
   if split == "test" and not os.path.exists(path):
     path = os.path.join(root, name, "test.tsv")
     if not os.path.exists(path):
-      raise MissingSplitError(f"no test set for {name!r} under {root}: the bundled data has test sets for "
-                      "sst-2, sst-5, mr, cr, subj, trec only; pass --data_dir with the full layout.")
+      raise MissingSplitError(f"no test set for {name!r} under {root}: the bundled data has "
+                              "test sets for sst-2, sst-5, mr, cr, subj, trec only; pass "
+                              "--data_dir with the full layout.")
   if not os.path.exists(path):
     raise MissingSplitError(f"no {split} set for {name!r}: {path} not found.")
   examples = read_tsv(path)

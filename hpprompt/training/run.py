@@ -195,6 +195,9 @@ class Run:
       os.makedirs(workdir, exist_ok=True)
       _write_json(config_path, self.config)
     sync_processes("run-init")         # every process checked the workdir before any creates it
+    if not self.main and os.path.exists(config_path):   # one run id on every host (shared disk)
+      with open(config_path) as f:
+        self.run_id = self.config["run_id"] = json.load(f).get("run_id", self.run_id)
     self.checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), write=self.main)
     self.prompts = BestPrompts(keep_prompts)
     self.start_step = 0

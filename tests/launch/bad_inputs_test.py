@@ -1,7 +1,8 @@
 """Bad inputs to every launcher: exit code 2, one line `error: ...` naming the flag or file, no
-traceback, nothing written. Each launcher runs its whole table in one process (tests/launch/driver.py)
-on the tiny models; `{T}`/`{R}` are the tiny GPT-2 / RoBERTa, `{D}` good data, `{C}` the case's own
-folder, `{data:x}` / `{model:x}` the broken inputs of tests/launch/conftest.py."""
+traceback, nothing written. Each launcher runs its whole table in one process
+(tests/launch/driver.py) on the tiny models; `{T}`/`{R}` are the tiny GPT-2 / RoBERTa, `{D}` good
+data, `{C}` the case's own folder, `{data:x}` / `{model:x}` the broken inputs of
+tests/launch/conftest.py."""
 import json
 import os
 import subprocess

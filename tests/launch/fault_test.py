@@ -1,6 +1,6 @@
-"""Faults injected into real runs of the agent launcher on the tiny GPT-2: kill -9 at several points,
-damaged checkpoints and a learning rate that blows up. Each resumed run must end exactly as the
-uninterrupted one (metrics, best prompts, prompts.csv, test accuracy)."""
+"""Faults injected into real runs of the agent launcher on the tiny GPT-2: kill -9 at several
+points, damaged checkpoints and a learning rate that blows up. Each resumed run must end exactly
+as the uninterrupted one (metrics, best prompts, prompts.csv, test accuracy)."""
 import dataclasses
 import json
 import os
@@ -93,7 +93,7 @@ def _largest_file(step_dir):
 @pytest.mark.parametrize("damage", ["flip", "truncate"])
 def test_damaged_checkpoint_falls_back_and_says_so(runs, tiny_gpt2_dir, data_roots, capsys,
                                                    damage):
-  """A copied (moved) finished run whose newest checkpoint is damaged resumes from the one before."""
+  """A copied finished run whose newest checkpoint is damaged resumes from the one before."""
   workdir = str(runs["root"] / f"copy_{damage}") + "/"      # another path, with a trailing slash
   shutil.copytree(runs["reference_dir"], workdir)
   assert checkpoint_steps(workdir) == [2, 4, 6]
