@@ -84,6 +84,14 @@ def test_kill_9_then_resume_equals_uninterrupted(runs, tiny_gpt2_dir, data_roots
   assert _outputs(workdir) == runs["reference"]
 
 
+def _strict_rows(workdir):
+  """metrics.jsonl parsed as strict JSON (a bare NaN or Infinity fails)."""
+  def refuse(text):
+    raise ValueError(f"not JSON: {text}")
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line, parse_constant=refuse) for line in f]
+
+
 def _largest_file(step_dir):
   files = [os.path.join(r, f) for r, _, fs in os.walk(step_dir) for f in fs
            if f != checkpoint.MANIFEST]
@@ -126,12 +134,24 @@ def test_learning_rate_that_blows_up_stops_with_one_line(tiny_gpt2_dir, data_roo
   assert not os.path.exists(workdir / "prompts.csv")
   assert not os.path.exists(workdir / "results.json")
 
-  def strict(text):
-    raise ValueError(f"not JSON: {text}")
-  with open(workdir / "metrics.jsonl") as f:
-    rows = [json.loads(line, parse_constant=strict) for line in f]
+  rows = _strict_rows(workdir)
   assert [r["step"] for r in rows] == list(range(1, stop))
   assert all("greedy_prompt" not in r or r["step"] < stop for r in rows)
   assert checkpoint_steps(workdir) == list(range(max(1, stop - 3), stop))   # the last good ones
   assert all(checkpoint.check_manifest(os.path.join(workdir, "checkpoints", str(s))) is None
              for s in checkpoint_steps(workdir))
+
+
+def test_soft_prompt_that_blows_up_stops_with_one_line(tiny_gpt2_dir, data_roots, tmp_path,
+                                                       capsys):
+  from hpprompt.launch import soft_prompt  # noqa: PLC0415
+  cfg = soft_prompt.BaselineConfig(task_lm=tiny_gpt2_dir, data_dir=data_roots["good"], steps=4,
+                                   eval_every=1, checkpoint_every=1, prompt_length=2,
+                                   learning_rate=1e30, workdir=str(tmp_path / "soft"))
+  with pytest.raises(SystemExit) as e:
+    cli.run_main(soft_prompt.run, cfg)
+  lines = capsys.readouterr().err.splitlines()
+  assert e.value.code == 2 and len(lines) == 1 and "non-finite" in lines[0], lines
+  assert not os.path.exists(tmp_path / "soft" / "prompts.csv")
+  stop = int(lines[0].split("training stopped at step ")[1].split(":")[0])
+  assert [r["step"] for r in _strict_rows(tmp_path / "soft")] == list(range(1, stop))
