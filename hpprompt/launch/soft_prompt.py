@@ -165,11 +165,11 @@ def build(cfg: BaselineConfig):
   spec, splits = load_data(cfg)
   model, tokenizer = load_model(cfg)
   task = fewshot.load_task(cfg, mesh, {cfg.task_lm: (model, tokenizer)}, spec, splits)
+  validate.task_context(task, method_cfg.prompt_length, "prompt_length")
   with cli.flag("template" if cfg.template else "task_lm"):
     emb = baselines.EmbeddingTask(model, tokenizer, task.scorer.template,
                                   cfg.verbalizers or spec.verbalizers, mesh=mesh)
     emb.encode(task.train[:1], method_cfg.prompt_length)   # fail early on a bad template
-  validate.task_context(task, method_cfg.prompt_length, "prompt_length")
   return baselines.METHODS[cfg.method](emb, method_cfg), emb, task
 
 

@@ -4,6 +4,13 @@ A run directory holds `config.json` (everything needed to reproduce it), `metric
 record per logged step), `checkpoints/` (Orbax), `prompts.csv` (best prompts by validation score) and
 `results.json` (final evaluation). Resuming truncates `metrics.jsonl` to the restored step, so a resumed
 run's files equal an uninterrupted run's.
+
+A run is identified by the `run_id` in its config.json (also stored in every checkpoint), not by its
+path: a moved or copied directory resumes. A directory without a finished checkpoint is a run that
+died early and is reused by the next run; `--resume` needs a checkpoint. Restoring checks each
+checkpoint's checksums and falls back to the newest intact one (`checkpoint.py`). Metrics are strict
+JSON: NaN and infinities are written as null, and `check_finite` stops a run whose training
+quantities stop being finite.
 """
 import contextlib
 import csv
