@@ -58,6 +58,7 @@ def train(agent: PromptAgent, task: PromptTask, run: Run, cfg: TrainConfig) -> d
              "top_prompts": run.prompts.records}
   best = run.prompts.best
   if best is not None:
+    run.write_results(results)      # the prompts are kept even if the test evaluation fails
     test = task.evaluate(best["prompt"])
     results.update(test)
     shown = ", ".join(f"{k} {v:.4f}" for k, v in test.items() if isinstance(v, float))

@@ -260,6 +260,7 @@ def _results(method, emb, task, run, cfg, state, seconds, primary) -> dict:
              "step_reaching_target": reached, "prompt": method.describe(params),
              "top_prompts": run.prompts.records, "train_examples": len(task.train),
              "dev_examples": len(task.dev)}
+  run.write_results(results)        # kept even if an evaluation below fails
   hard = method.hard_prompt(params)
   t0 = time.time()
   if hard is not None:

@@ -98,25 +98,28 @@ def _largest_file(step_dir):
   return max(files, key=os.path.getsize)
 
 
-@pytest.mark.parametrize("damage", ["flip", "truncate"])
-def test_damaged_checkpoint_falls_back_and_says_so(runs, tiny_gpt2_dir, data_roots, capsys,
-                                                   damage):
-  """A copied finished run whose newest checkpoint is damaged resumes from the one before."""
-  workdir = str(runs["root"] / f"copy_{damage}") + "/"      # another path, with a trailing slash
+def test_damaged_checkpoints_fall_back_and_say_so(runs, tiny_gpt2_dir, data_roots, capsys):
+  """A copied finished run whose newest checkpoint has flipped bytes (same size) and whose one
+  before is truncated resumes from the one before those, saying so, and ends as the reference."""
+  workdir = str(runs["root"] / "copy") + "/"        # another path, with a trailing slash
   shutil.copytree(runs["reference_dir"], workdir)
   assert checkpoint_steps(workdir) == [2, 4, 6]
-  target = _largest_file(os.path.join(workdir, "checkpoints", "6"))
-  with open(target, "r+b") as f:
-    blob = f.read()
-    if damage == "flip":         # same size, other bytes
-      f.seek(len(blob) // 2)
-      f.write(bytes(b ^ 0xFF for b in blob[len(blob) // 2:len(blob) // 2 + 64]))
-    else:
-      f.truncate(len(blob) // 2)
+  for step, damage in ((6, "flip"), (4, "truncate")):
+    target = _largest_file(os.path.join(workdir, "checkpoints", str(step)))
+    size = os.path.getsize(target)
+    with open(target, "r+b") as f:
+      blob = f.read()
+      if damage == "flip":
+        f.seek(len(blob) // 2)
+        f.write(bytes(b ^ 0xFF for b in blob[len(blob) // 2:len(blob) // 2 + 64]))
+      else:
+        f.truncate(len(blob) // 2)
+    assert (os.path.getsize(target) == size) == (damage == "flip")
   fewshot.run(_cfg(tiny_gpt2_dir, data_roots["good"], workdir, resume=True))
   out = capsys.readouterr().out
-  assert "checkpoint step 6 is damaged" in out and "resumed from step 4" in out
-  assert os.path.isdir(os.path.join(workdir, "checkpoints.damaged", "6"))
+  assert "checkpoint step 6 is damaged (" in out and "does not match its checksum" in out
+  assert "checkpoint step 4 is damaged (" in out and "resumed from step 2" in out
+  assert all(os.path.isdir(os.path.join(workdir, "checkpoints.damaged", s)) for s in ("4", "6"))
   assert _outputs(workdir) == runs["reference"]
 
 
