@@ -7,7 +7,6 @@
 Logic lives in hpprompt.launch.fewshot; see `--helpfull` for every flag.
 """
 import dataclasses
-import sys
 
 from absl import app
 from absl import flags
@@ -74,16 +73,17 @@ def config_from_flags() -> fewshot.FewShotConfig:
   return paper.apply(cfg, explicit)
 
 
+def _main():
+  with cli.flag("coordinator_address"):
+    sharding.init_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+  return fewshot.run(config_from_flags())
+
+
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  with cli.flag("coordinator_address"):
-    sharding.init_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
-  try:
-    cli.run_main(lambda: fewshot.run(config_from_flags()))
-  except fewshot.trainer.Interrupted:
-    sys.exit(130)
+  cli.run_main(_main)       # every error: one line, exit 2 (--debug: traceback); Ctrl-C: 130
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -9,7 +9,6 @@
 Logic lives in hpprompt.launch.soft_prompt; see `--helpfull` for every flag.
 """
 import dataclasses
-import sys
 
 from absl import app
 from absl import flags
@@ -81,11 +80,8 @@ def config_from_flags() -> soft_prompt.BaselineConfig:
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  try:
-    cli.run_main(lambda: soft_prompt.run(config_from_flags()))
-  except soft_prompt.Interrupted:
-    sys.exit(130)
+  cli.run_main(lambda: soft_prompt.run(config_from_flags()))   # one line per error; Ctrl-C: 130
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

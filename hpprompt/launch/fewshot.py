@@ -14,6 +14,7 @@ from hpprompt.agent.config import SELECTION
 from hpprompt.agent.config import AgentConfig
 from hpprompt.launch import cli
 from hpprompt.launch import paper
+from hpprompt.launch import validate
 from hpprompt.metrics import perplexity
 from hpprompt.models import hub
 from hpprompt.models.base import CausalLM
@@ -72,16 +73,23 @@ def agent_config(cfg: FewShotConfig) -> AgentConfig:
     if key not in fields:
       raise cli.FlagError(key, f"not an agent setting; known: {sorted(fields)}.")
   try:
-    return dataclasses.replace(base, **cfg.agent)
-  except ValueError as e:
+    agent_cfg = dataclasses.replace(base, **cfg.agent)
+  except (ValueError, TypeError) as e:
     name = next((k for k in cfg.agent if k in str(e)), "method")
-    raise cli.FlagError(name, str(e)) from e
+    raise cli.FlagError(name, cli.one_line(e)) from e
+  validate.numbers(agent_cfg)
+  validate.reward_ranges(agent_cfg)
+  return agent_cfg
 
 
 def load_data(cfg: FewShotConfig) -> tuple[data.DatasetSpec, dict]:
   """The data set's spec and its train / dev / test examples (test None when not available)."""
   with cli.flag("dataset"):
     spec = data.get_spec(cfg.dataset)
+    if cfg.dataset.startswith("glue/") or "_" in cfg.dataset:
+      few_shot = sorted(k for k in data.DATASETS if "/" not in k and "_" not in k)
+      raise ValueError(f"{cfg.dataset!r} is a tensorflow-datasets set; this launcher reads the "
+                       f"few-shot sets {few_shot}.")
   with cli.flag("dataset_seed"):
     if cfg.dataset_seed not in data.SEED_FOLDERS:
       raise ValueError(f"must be one of {sorted(data.SEED_FOLDERS)}, got {cfg.dataset_seed}.")
@@ -90,10 +98,11 @@ def load_data(cfg: FewShotConfig) -> tuple[data.DatasetSpec, dict]:
     for split in ("train", "dev", "test"):
       try:
         splits[split] = data.load_few_shot(cfg.dataset, cfg.dataset_seed, split, cfg.data_dir)
-      except data.DataError:
+      except data.MissingSplitError:
         if split != "test":
           raise
         splits[split] = None
+  validate.verbalizers(spec, cfg.verbalizers)
   return spec, splits
 
 
@@ -113,6 +122,11 @@ def load_task(cfg: FewShotConfig, mesh, models: dict, spec: data.DatasetSpec,
   causal = isinstance(model, CausalLM)
   template = cfg.template or (spec.causal_template if causal else spec.mlm_template)
   words = resolve_verbalizers(cfg, spec, tokenizer)
+  with cli.flag("template" if cfg.template else "task_lm"):
+    if ("{sentence_2}" in template) != spec.pair:
+      raise ValueError(f"template {template!r} " + ("needs {sentence_2}: " if spec.pair else
+                       "has {sentence_2}, but ") + f"{spec.name} is a "
+                       + ("sentence-pair" if spec.pair else "single-sentence") + " data set.")
   with cli.flag("template" if cfg.template else "verbalizers" if cfg.verbalizers else "task_lm"):
     scorer = scoring.make_scorer(model, tokenizer, template, words, mesh=mesh)
   with cli.flag("selection"):
@@ -155,9 +169,17 @@ def build(cfg: FewShotConfig) -> tuple[PromptAgent, ClassificationTask, dict]:
   models = load_models(cfg)
   task = load_task(cfg, mesh, models, spec, splits)
   lm, tokenizer = models[cfg.policy_lm]
+  validate.policy_context(lm, agent_cfg.prompt_length)
+  validate.policy_vocab(agent_cfg, int(lm.output_embedding().shape[0]))
+  validate.task_context(task, agent_cfg.prompt_length, "prompt_length")
   source = cfg.source_token or hub.document_start(cfg.policy_lm, tokenizer)
-  with cli.flag("source_token" if cfg.source_token else "policy_lm"):
-    agent = PromptAgent(lm, tokenizer, agent_cfg, source_token=source, mesh=mesh)
+  try:
+    with cli.flag("source_token" if cfg.source_token else "policy_lm"):
+      agent = PromptAgent(lm, tokenizer, agent_cfg, source_token=source, mesh=mesh)
+  except cli.FlagError as e:
+    if "filter_top_k" in str(e):
+      raise cli.FlagError("filter_top_k", cli.one_line(e.__cause__)) from e
+    raise
   return agent, task, models
 
 
@@ -180,9 +202,13 @@ def run(cfg: FewShotConfig) -> dict:
   """Trains (or resumes) and evaluates; writes config, metrics, checkpoints, prompts, results."""
   cli.check_positive(cfg)
   cfg = resolve(cfg)
+  cli.check_run_dir(cfg)
   agent, task, models = build(cfg)
   run_ = cli.open_run(cfg, {**dataclasses.asdict(cfg),
                            "agent_config": dataclasses.asdict(agent.cfg)})
+  note = validate.test_note({"test": task.test}, cfg.dataset, cfg.evaluate_test)
+  if note:
+    run_.print(note)
   run_.print(f"{cfg.method} on {cfg.dataset} (seed {cfg.dataset_seed}): policy {cfg.policy_lm}, "
              f"task {cfg.task_lm}, {len(task.train)} train / {len(task.dev)} dev examples, "
              f"{cfg.steps} steps -> {cfg.workdir}")
@@ -190,6 +216,7 @@ def run(cfg: FewShotConfig) -> dict:
              f"{task.validation_metric}")
   results = trainer.train(agent, task, run_, trainer.TrainConfig(
       steps=cfg.steps, eval_every=cfg.eval_every, log_every=cfg.log_every, seed=cfg.seed))
+  run_.write_results(results)           # written before anything that could still fail
   add_perplexity(results, cfg, models)
   if "perplexity" in results.get("best") or {}:
     run_.print(f"best prompt perplexity under {results['perplexity_lm']}: "

@@ -37,6 +37,7 @@ from hpprompt import baselines
 from hpprompt.launch import cli
 from hpprompt.launch import fewshot
 from hpprompt.launch import paper
+from hpprompt.launch import validate
 from hpprompt.metrics import classification
 from hpprompt.metrics import perplexity
 from hpprompt.models import hub
@@ -47,6 +48,8 @@ from hpprompt.tasks.classification import ClassificationTask
 from hpprompt.training import sharding
 from hpprompt.training.run import Interrupted
 from hpprompt.training.run import Run
+from hpprompt.training.run import all_finite
+from hpprompt.training.run import check_finite
 from hpprompt.training.run import stop_on_sigint
 
 __all__ = ("BaselineConfig", "Interrupted", "build", "run", "scores", "train")
@@ -106,9 +109,14 @@ def method_config(cfg: BaselineConfig):
             **cfg.options}
   if cfg.learning_rate is not None:
     values["learning_rate"] = cfg.learning_rate
-  method_cfg = config_class(**values)
+  try:
+    method_cfg = config_class(**values)
+  except (TypeError, ValueError) as e:
+    name = next((k for k in values if k in str(e)), "method")
+    raise cli.FlagError(name, cli.one_line(e)) from e
   for name, message in method_cfg.problems():
     raise cli.FlagError(name, message)
+  validate.numbers(method_cfg)
   return method_cfg
 
 
@@ -166,12 +174,14 @@ def resolve_epochs(cfg: BaselineConfig) -> BaselineConfig:
 def build(cfg: BaselineConfig):
   """(method, embedding task, string-prompt task) from a configuration."""
   cli.check_positive(cfg, cli.RUN_COUNTS + ("batch_size",))
+  validate.in_range("target_train_acc", cfg.target_train_acc, 0.0, 1.0)
   method_cfg = method_config(cfg)
   with cli.flag("num_devices"):
     mesh = sharding.make_mesh(cfg.num_devices)
   spec, splits = load_data(cfg)
   model, tokenizer = load_model(cfg)
   task = fewshot.load_task(cfg, mesh, {cfg.task_lm: (model, tokenizer)}, spec, splits)
+  validate.task_context(task, method_cfg.prompt_length, "prompt_length")
   with cli.flag("template" if cfg.template else "task_lm"):
     emb = baselines.EmbeddingTask(model, tokenizer, task.scorer.template,
                                   fewshot.resolve_verbalizers(cfg, spec, tokenizer), mesh=mesh)
@@ -218,6 +228,8 @@ def train(method, emb, task: ClassificationTask, run: Run, cfg: BaselineConfig) 
           batch = emb.place_batch(baselines.embedding_task.take(full, rows))
         new_state, metrics = method.train_step(state, batch)
         record = _float_metrics(metrics)
+        check_finite(step + 1, run, loss=record["loss"],   # stop before logging or recording it
+                     parameters=all_finite(new_state.params))
         state, step = new_state, step + 1
         record["time_step"] = time.time() - t0
         if step % cfg.eval_every == 0 or step == cfg.steps:
@@ -264,6 +276,7 @@ def _results(method, emb, task, run, cfg, state, seconds, primary) -> dict:
              "step_reaching_target": reached, "prompt": method.describe(params),
              "top_prompts": run.prompts.records, "train_examples": len(task.train),
              "dev_examples": len(task.dev)}
+  run.write_results(results)        # kept even if an evaluation below fails
   hard = method.hard_prompt(params)
   t0 = time.time()
   if hard is not None:
@@ -298,9 +311,13 @@ def run(cfg: BaselineConfig) -> dict:
   """Trains (or resumes) and evaluates; writes config, metrics, checkpoints, prompts, results."""
   cfg = resolve_epochs(cfg)
   paper.check_models(cfg)
+  cli.check_run_dir(cfg)
   method, emb, task = build(cfg)
   run_ = cli.open_run(cfg, {**dataclasses.asdict(cfg),
                            "method_config": dataclasses.asdict(method.cfg)})
+  note = validate.test_note({"test": task.test}, cfg.dataset, cfg.evaluate_test)
+  if note:
+    run_.print(note)
   run_.print(f"{cfg.method} on {cfg.dataset} (seed {cfg.dataset_seed}): task {cfg.task_lm}, "
              f"{len(task.train)} train / {len(task.dev)} dev examples, {cfg.steps} steps, "
              f"prompt length {method.cfg.prompt_length} -> {cfg.workdir}")

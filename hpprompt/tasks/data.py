@@ -11,6 +11,7 @@ The tensorflow-datasets loaders go through `tfds.data_source` (array_record; no 
 import csv
 import dataclasses
 import importlib.resources
+import io
 import os
 
 import numpy as np
@@ -21,6 +22,10 @@ SPLITS = ("train", "dev", "test")
 
 class DataError(ValueError):
   """Bad data set name, split, seed or file."""
+
+
+class MissingSplitError(DataError):
+  """The data set has no file for the asked split (e.g. no test set)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,8 +108,20 @@ def read_tsv(path: str) -> list[Example]:
   """RLPrompt TSV: header, text column 'sentence' or 'text', integer 'label'; CSV quoting."""
   if not os.path.exists(path):
     raise DataError(f"data file not found: {path}")
-  with open(path, newline="", encoding="utf-8") as f:
-    rows = list(csv.reader(f, delimiter="\t"))
+  if os.path.isdir(path):
+    raise DataError(f"{path}: a directory, expected a TSV file")
+  with open(path, "rb") as f:
+    raw = f.read()
+  try:
+    text = raw.decode("utf-8")
+  except UnicodeDecodeError as e:
+    row = raw[:e.start].count(b"\n") + 1
+    raise DataError(f"{path}:{row}: not UTF-8 (byte 0x{raw[e.start]:02x}); save the file as "
+                    "UTF-8") from None
+  try:
+    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter="\t"))
+  except csv.Error as e:
+    raise DataError(f"{path}: malformed TSV ({e})") from None
   if not rows:
     raise DataError(f"{path}: empty file")
   header = rows[0]
@@ -116,7 +133,11 @@ def read_tsv(path: str) -> list[Example]:
   for n, row in enumerate(rows[1:], start=2):
     if len(row) != len(header):
       raise DataError(f"{path}:{n}: expected {len(header)} fields, got {len(row)}")
-    out.append(Example(text=row[ti], label=int(row[li])))
+    try:
+      label = int(row[li])
+    except ValueError:
+      raise DataError(f"{path}:{n}: label {row[li]!r} is not an integer class index") from None
+    out.append(Example(text=row[ti], label=label))
   return out
 
 
@@ -143,12 +164,18 @@ def load_few_shot(name: str, seed: int, split: str, data_dir: str | None = None)
   if split == "test" and not os.path.exists(path):
     path = os.path.join(root, name, "test.tsv")
     if not os.path.exists(path):
-      raise DataError(f"no test set for {name!r} under {root}: the bundled data has test sets for "
-                      "sst-2, sst-5, mr, cr, subj, trec only; pass --data_dir with the full layout.")
+      raise MissingSplitError(f"no test set for {name!r} under {root}: the bundled data has "
+                              "test sets for sst-2, sst-5, mr, cr, subj, trec only; pass "
+                              "--data_dir with the full layout.")
+  if not os.path.exists(path):
+    raise MissingSplitError(f"no {split} set for {name!r}: {path} not found.")
   examples = read_tsv(path)
-  bad = {e.label for e in examples} - set(range(spec.num_classes))
-  if bad:
-    raise DataError(f"{path}: labels {sorted(bad)} outside 0..{spec.num_classes - 1}")
+  if not examples:
+    raise DataError(f"{path}: no examples (only a header); the {split} split needs at least one.")
+  for row, e in enumerate(examples, start=2):
+    if not 0 <= e.label < spec.num_classes:
+      raise DataError(f"{path}:{row}: label {e.label} outside 0..{spec.num_classes - 1} of "
+                      f"{name!r}")
   return examples
 
 
