@@ -27,7 +27,6 @@ cached all at once. `string_test=True` uses `ClassificationTask`'s scorer for th
 import dataclasses
 import functools
 import json
-import os
 import time
 
 import jax.numpy as jnp
