@@ -51,6 +51,7 @@ class _Chunk:
   cache: KVCache      # encoded inputs (rows padded to the device multiple)
   num: int            # real examples in the chunk
   longest: int        # tokens of the longest input
+  lengths: list[int]  # tokens of each real input
 
 
 class Scorer:
@@ -72,6 +73,12 @@ class Scorer:
     self.pad_id = tokenizer.special_id("pad") or 0
     self.state = sharding.replicate(self.state, self.mesh)
     self.max_positions = getattr(getattr(model, "config", None), "max_positions", None)
+    self.flops = 0          # task-LM FLOPs of the real tokens scored so far (hpprompt.metrics.flops)
+
+  @functools.cached_property
+  def flop_counter(self):
+    from hpprompt.metrics import flops  # noqa: PLC0415
+    return flops.ForwardFlops.of(self.model, self.verbalizer_ids)
 
   def prompt_text(self, prompt: str) -> str:
     return prompt
@@ -129,7 +136,9 @@ class CausalScorer(Scorer):
       ids, mask = sharding.pad_rows(ids, rows), sharding.pad_rows(mask, rows)
       mask[len(part):, 0] = True            # padding rows: one dummy token keeps softmax finite
       cache = self._encode_fn(self.state, *sharding.shard((ids, mask), self.mesh))
-      yield idx, _Chunk(cache, len(part), max(map(len, part)))
+      lengths = [len(q) for q in part]
+      self.flops += self.flop_counter.sequences(lengths, causal=True, reads=False)
+      yield idx, _Chunk(cache, len(part), max(lengths), lengths)
 
   def encode(self, examples: list[Example]):
     """The encoded inputs: kept for reuse when they fit in `cache_bytes` (training and validation
@@ -158,7 +167,9 @@ class CausalScorer(Scorer):
     last = mask.sum(1) - 1
     group = min(self.prompt_group, len(prompts))
     out = np.zeros((len(examples), len(prompts), len(self.verbalizer_ids)), np.float32)
+    cont_lengths = [len(q) for q in seqs]
     for idx, chunk in self.encode(examples):
+      self.flops += self.flop_counter.continuations(chunk.lengths, cont_lengths)
       if self.max_positions and chunk.longest + ids.shape[1] > self.max_positions:
         raise TemplateError(
             f"an input of {chunk.longest} tokens plus {ids.shape[1]} prompt/template tokens "
@@ -199,8 +210,8 @@ class FullScorer(Scorer):
     self.pack_length = pack_length
     self.pack_tokens = pack_tokens
     # Counters over this scorer's life: forward calls, their (rows, length) shapes, token slots
-    # computed (padding included), real tokens, and task-LM FLOPs of the real tokens.
-    self.calls, self.slots, self.tokens, self.flops = 0, 0, 0, 0
+    # computed (padding included), real tokens (FLOPs: `self.flops`).
+    self.calls, self.slots, self.tokens = 0, 0, 0
     self.shapes: set[tuple[int, int]] = set()
 
   @functools.cached_property
@@ -225,11 +236,6 @@ class FullScorer(Scorer):
       hidden = model(ids, segment_ids=segments, compute_logits=False).hidden
       return verbalizer_logits(model, hidden, verb_ids)
     return jax.jit(forward)
-
-  @functools.cached_property
-  def flop_counter(self):
-    from hpprompt.metrics import flops  # noqa: PLC0415
-    return flops.ForwardFlops.of(self.model, self.verbalizer_ids)
 
   def _read_positions(self, seqs: list[list[int]]) -> np.ndarray:
     if not self.masked_lm:
