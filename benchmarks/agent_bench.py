@@ -21,6 +21,7 @@ Prints three tables:
 Rewards are not memoised here (every prompt is scored), so the numbers are the worst case.
 """
 import argparse
+import functools
 import os
 import resource
 import statistics
@@ -168,18 +169,24 @@ def paper_row(name, args, peak):
   padded = scoring.make_scorer(task_lm, task_tok, MLM_TEMPLATE, VERBALIZERS, pack_length=None)
   padded.class_logits(prompts, train)                   # compile
   torch_reward = paper_models.TorchReward(task_dir, VERBALIZERS, head=args.torch_head)
-  times = {"packed": [], "padded": [], "torch": []}
+  others = {}                                           # other row lengths to compare
+  for length in args.compare_pack:
+    others[f"packed {length}"] = scoring.make_scorer(task_lm, task_tok, MLM_TEMPLATE, VERBALIZERS,
+                                                     pack_length=length)
+    others[f"packed {length}"].class_logits(prompts, train)               # compile
+  fns = {"packed": lambda: scorer.class_logits(prompts, train),
+         "padded": lambda: padded.class_logits(prompts, train),
+         "torch": lambda: torch_reward.class_logits(texts).reshape(len(train), len(prompts), -1)}
+  fns.update({k: functools.partial(v.class_logits, prompts, train) for k, v in others.items()})
+  times = {k: [] for k in fns}
   out = {}
   for _ in range(args.reward_repeats):                  # interleaved: same load on each
-    for key, fn in (("packed", lambda: scorer.class_logits(prompts, train)),
-                    ("padded", lambda: padded.class_logits(prompts, train)),
-                    ("torch", lambda: torch_reward.class_logits(texts).reshape(len(train),
-                                                                               len(prompts), -1))):
+    for key, fn in fns.items():
       t = time.perf_counter()
       out[key] = fn()
       times[key].append(time.perf_counter() - t)
   rt = {k: statistics.median(v) for k, v in times.items()}
-  diff = {k: float(np.abs(out["packed"] - out[k]).max()) for k in ("padded", "torch")}
+  diff = {k: float(np.abs(out["packed"] - out[k]).max()) for k in fns}
   return dict(name=name, med=med, memory=memory, rt=rt, diff=diff, peak=peak,
               tokens=sum(lengths), mean_len=statistics.mean(lengths), max_len=max(lengths),
               shapes=sorted(scorer.shapes), slots=scorer.slots, real=scorer.tokens,
@@ -210,6 +217,12 @@ def print_paper_rows(rows):
           f"{t['padded'] / t['packed']:.2f}x | {t['torch'] / t['packed']:.2f}x | "
           f"{r['slots'] / r['real']:.2f} / {r['padded_slots'] / r['padded_real']:.2f} x real | "
           f"{r['shapes']} | {r['diff']['padded']:.1e} / {r['diff']['torch']:.1e} |")
+  for r in rows:
+    for key in r["rt"]:
+      if key.startswith("packed "):
+        print(f"{r['name']}: rows of {key[7:]} tokens: {r['rt'][key]:.2f} s "
+              f"({r['rt'][key] / r['rt']['packed']:.2f}x the default), max abs diff "
+              f"{r['diff'][key]:.1e}")
 
 
 def main():
@@ -226,6 +239,8 @@ def main():
                       help="where the random paper-size models are built (once)")
   parser.add_argument("--pack_length", type=int, default=128)
   parser.add_argument("--reward_repeats", type=int, default=2)
+  parser.add_argument("--compare_pack", type=lambda v: [int(x) for x in v.split(",") if x],
+                      default=[], help="also time packed rows of these lengths, e.g. 64,256")
   parser.add_argument("--torch_head", default="mask", choices=("mask", "full"))
   args = parser.parse_args()
   if args.paper:
