@@ -285,7 +285,12 @@ class FullScorer(Scorer):
 
   def _packed_logits(self, seqs: list[list[int]], read: np.ndarray) -> np.ndarray:
     """[S, C] logits at `read` from packed rows (see the class doc)."""
-    length = max(self.pack_length, _next_power_of_two(max(map(len, seqs))))
+    longest = max(map(len, seqs))
+    length = max(self.pack_length, _next_power_of_two(longest))
+    # Rows no longer than the model's position table (RoBERTa's starts after padding_idx + 1).
+    limit = self.max_length - getattr(getattr(self.model, "config", None), "position_offset", 0)
+    if length > limit:
+      length = max(longest, limit)
     ids, segments, where = pack_sequences(seqs, length, self.pad_id)
     flat_read = where[:, 0] * length + where[:, 1] + read          # slot of each read position
     full = _bucket(max(1, self.pack_tokens // length), self.devices)

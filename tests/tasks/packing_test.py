@@ -128,3 +128,14 @@ def test_long_sequences_get_longer_rows(tiny_roberta_dir):
   assert longest > 16
   want = 1 << (longest - 1).bit_length()                                # next power of two
   assert {s[1] for s in packed.shapes} == {want}
+
+
+def test_rows_stay_within_the_position_table(tiny_roberta_dir):
+  """Rows are not longer than the model's positions (300 - 2 for this RoBERTa) even when the
+  next power of two is."""
+  model, tok = hub.load_pretrained(tiny_roberta_dir)
+  examples = [data.Example(" ".join(["good movie"] * 135), 1), data.Example("bad", 0)]
+  _, padded, packed = _scorers(model, tok, "{sentence_1} {prompt} <mask> .", True)
+  np.testing.assert_allclose(packed.class_logits(PROMPTS[:1], examples),
+                             padded.class_logits(PROMPTS[:1], examples), atol=1e-5, rtol=0)
+  assert {s[1] for s in packed.shapes} == {298}
