@@ -25,6 +25,8 @@ import functools
 import os
 import resource
 import statistics
+import subprocess
+import sys
 import time
 
 import jax
@@ -243,13 +245,23 @@ def main():
                       default=[], help="also time packed rows of these lengths, e.g. 64,256")
   parser.add_argument("--torch_head", default="mask", choices=("mask", "full"))
   args = parser.parse_args()
+  if args.paper and "," in args.paper:        # one process per row: clean peak memory per row
+    for name in args.paper.split(","):
+      argv = [a for a in sys.argv[1:] if not a.startswith("--paper")] + [f"--paper={name}"]
+      subprocess.run([sys.executable, __file__, *argv], check=True)
+    return
   if args.paper:
+    preset, policy_name, task_name = PAPER_ROWS.get(args.paper, (args.paper, None, None))
+    for name, given in ((policy_name, args.policy), (task_name, args.task_lm)):
+      if not given:                           # built in a child process: no torch in our memory
+        subprocess.run([sys.executable, "-c", f"import paper_models; paper_models.build("
+                        f"{name!r}, {args.model_dir!r})"], check=True,
+                       cwd=os.path.dirname(os.path.abspath(__file__)))
     peak = flops.matmul_peak(2048)
     print(f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f}; measured matmul "
           f"peak (2048^3, float32, jitted): {peak / 1e9:.1f} GFLOP/s; bfloat16: "
           f"{flops.matmul_peak(2048, jnp.bfloat16) / 1e9:.1f} GFLOP/s", flush=True)
-    rows = [paper_row(name, args, peak) for name in args.paper.split(",")]
-    print_paper_rows(rows)
+    print_paper_rows([paper_row(args.paper, args, peak)])
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     return
   lm, tok = hub.load_pretrained(args.lm)
