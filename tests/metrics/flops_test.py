@@ -15,7 +15,7 @@ from hpprompt.tasks import scoring
 from hpprompt.tasks.templates import Template
 
 VERB = jnp.asarray([3, 7, 11])          # three verbalizer tokens
-L, D, H, M, V = 3, 48, 4, 80, 97
+L, D, H, M, V = 2, 48, 4, 80, 97
 
 
 def test_dot_flops_of_matmuls_einsums_and_scans():

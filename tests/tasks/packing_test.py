@@ -67,12 +67,12 @@ def _make_bert(path):
 def _examples():
   # Inputs of very different lengths, so that padded rows waste most slots.
   train = data.load_few_shot("sst-2", 0, "train")
-  return sorted(train, key=lambda e: len(e.text))[::3][:10]
+  return sorted(train, key=lambda e: len(e.text))[::4][:8]
 
 
 def _scorers(model, tok, template, masked_lm, **kwargs):
   tmpl = Template(template, masked_lm=masked_lm)
-  padded = scoring.FullScorer(model, tok, tmpl, VERBALIZERS, pack_length=None, chunk_size=16)
+  padded = scoring.FullScorer(model, tok, tmpl, VERBALIZERS, pack_length=None, chunk_size=32)
   packed = scoring.FullScorer(model, tok, tmpl, VERBALIZERS, **kwargs)
   return tmpl, padded, packed
 
@@ -104,15 +104,15 @@ def test_packed_logits_equal_padded_and_torch(family, tiny_roberta_dir, tiny_gpt
   # Rows of 128 tokens, calls of 4 rows (one per device): several calls, a short last one.
   tmpl, padded, packed = _scorers(model, tok, template, masked_lm, pack_length=128,
                                   pack_tokens=512)
-  got = packed.class_logits(PROMPTS, examples)
-  want = padded.class_logits(PROMPTS, examples)
+  got = packed.class_logits(PROMPTS[1:], examples)
+  want = padded.class_logits(PROMPTS[1:], examples)
   np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
   assert packed.shapes == {(4, 128)}
   assert packed.calls > 1 and packed.tokens == padded.tokens
   assert packed.slots - packed.tokens < (padded.slots - padded.tokens) / 2   # less padding
   cls = {"roberta": transformers.RobertaForMaskedLM, "bert": transformers.BertForMaskedLM,
          "gpt2": transformers.GPT2LMHeadModel}[family]
-  texts = [tmpl.render(e.text, p, mask_token="<mask>") for e in examples for p in PROMPTS]
+  texts = [tmpl.render(e.text, p, mask_token="<mask>") for e in examples for p in PROMPTS[1:]]
   ref = _torch_logits(model_dir, tok, texts, masked_lm, cls).reshape(got.shape)
   np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
 
