@@ -12,6 +12,7 @@ class that swamps argmax accuracy, so the CPU demo calibrates (`--calibrate`).
 """
 import dataclasses
 import functools
+import time
 
 import jax
 import jax.numpy as jnp
@@ -142,8 +143,12 @@ class ClassificationTask:
   def step_rewards(self, prompts: list[str], step: int) -> StepRewards:
     """Every step scores the whole training set (RLPrompt/PIN few-shot), so `step` is unused."""
     del step
+    flops_before, start = getattr(self.scorer, "flops", 0), time.perf_counter()
     raw, acc = self.rewards(prompts)
-    return StepRewards(raw, {"train_acc": float(acc.mean())})
+    seconds = time.perf_counter() - start
+    flops = getattr(self.scorer, "flops", 0) - flops_before    # task-LM FLOPs of real tokens
+    return StepRewards(raw, {"train_acc": float(acc.mean()), "reward_flops": float(flops),
+                             "reward_flops_per_s": flops / seconds if flops else 0.0})
 
   def validate(self, prompts: list[str]) -> np.ndarray:
     """The selection score (`selection`): dev accuracy or mean dev gap reward."""
