@@ -52,4 +52,5 @@ def open_run(cfg, record: dict) -> Run:
   """The run directory of a training launcher's config (`--workdir`, `--resume`), errors named."""
   with flag("workdir"):
     return Run(cfg.workdir, record, total_steps=cfg.steps, resume=cfg.resume,
-               checkpoint_every=cfg.checkpoint_every)
+               checkpoint_every=cfg.checkpoint_every,
+               tensorboard=getattr(cfg, "tensorboard", False))

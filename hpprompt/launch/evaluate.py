@@ -46,6 +46,7 @@ def run(cfg: EvalConfig) -> list[dict]:
     raise cli.FlagError("split", f"no {cfg.split} set for {cfg.dataset!r} (pass --data_dir).")
   models = {cfg.task_lm: _load(cfg.task_lm, "task_lm", cfg.dtype)}
   task = fewshot.load_task(few, sharding.make_mesh(), models, spec, splits)
+  task.progress = lambda line: print(line, flush=True)
   acc = task.accuracy(list(cfg.prompts), cfg.split)
   ref_name = cfg.reference_lm
   if ref_name is None and isinstance(models[cfg.task_lm][0], CausalLM):

@@ -49,6 +49,7 @@ class FewShotConfig:
   checkpoint_every: int = 50
   dtype: str = "float32"
   num_devices: int | None = None
+  tensorboard: bool = False            # TensorBoard event files beside metrics.jsonl
   evaluate_test: bool = True
 
 
@@ -157,6 +158,7 @@ def run(cfg: FewShotConfig) -> dict:
   agent, task, models = build(cfg)
   run_ = cli.open_run(cfg, {**dataclasses.asdict(cfg),
                            "agent_config": dataclasses.asdict(agent.cfg)})
+  task.progress = run_.print             # progress lines of the test-set evaluation
   run_.print(f"{cfg.method} on {cfg.dataset} (seed {cfg.dataset_seed}): policy {cfg.policy_lm}, "
              f"task {cfg.task_lm}, {len(task.train)} train / {len(task.dev)} dev examples, "
              f"{cfg.steps} steps -> {cfg.workdir}")

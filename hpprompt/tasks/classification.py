@@ -12,6 +12,7 @@ class that swamps argmax accuracy, so the CPU demo calibrates (`--calibrate`).
 """
 import dataclasses
 import functools
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +22,7 @@ from hpprompt import ops
 from hpprompt.tasks.base import StepRewards
 from hpprompt.tasks.data import Example
 from hpprompt.tasks.scoring import Scorer
+from hpprompt.training.progress import ProgressLine
 
 
 @functools.partial(jax.jit, static_argnames=("correct_coeff", "incorrect_coeff"))
@@ -61,6 +63,10 @@ class ClassificationTask:
   # are not scored again. Runs checkpoint these memos so that a resumed run reuses the same values.
   reward_memo: dict = dataclasses.field(default_factory=dict)
   accuracy_memo: dict = dataclasses.field(default_factory=dict)
+  # Sets larger than `eval_block` examples (a test set) are scored block by block, with a progress
+  # line through `progress` (a print function; None: silent).
+  progress: Callable[[str], None] | None = None
+  eval_block: int = 256
   validation_metric = "dev_acc"
 
   def _split(self, split: str) -> list[Example]:
@@ -69,9 +75,32 @@ class ClassificationTask:
       raise ValueError(f"no {split!r} examples in this task.")
     return examples
 
-  def class_logits(self, prompts: list[str], examples: list[Example]) -> np.ndarray:
+  def _blocked_logits(self, prompts: list[str], examples: list[Example], label: str) -> np.ndarray:
+    """The scorer's logits [N, P, C], block by block with a progress line. Blocks follow the input
+    length order, so each is padded about as little as the whole set would be."""
+    order = np.argsort([len(e.text) + len(e.text_b or "") for e in examples], kind="stable")
+    line = ProgressLine(f"{label}: {len(prompts)} prompt(s)", self.progress)
+    out = None
+    for start in range(0, len(examples), self.eval_block):
+      idx = order[start:start + self.eval_block]
+      block = [examples[i] for i in idx]
+      logits = self.scorer.class_logits(prompts, block)
+      # A block is scored once: drop it from the scorer's cache of encoded inputs (which keeps the
+      # training and validation sets, scored every step).
+      getattr(self.scorer, "_encoded", {}).pop(tuple(block), None)
+      if out is None:
+        out = np.zeros((len(examples),) + logits.shape[1:], logits.dtype)
+      out[idx] = logits
+      line.update(min(start + self.eval_block, len(examples)), len(examples))
+    return out
+
+  def class_logits(self, prompts: list[str], examples: list[Example],
+                   label: str = "scoring") -> np.ndarray:
     """Verbalizer logits [N, P, C] (calibrated log-probabilities with `calibrate`)."""
-    logits = self.scorer.class_logits(prompts, examples)
+    if self.progress is not None and len(examples) > self.eval_block:
+      logits = self._blocked_logits(prompts, examples, label)
+    else:
+      logits = self.scorer.class_logits(prompts, examples)
     if not self.calibrate:
       return logits
     content_free = [Example(self.content_free, 0, self.content_free if examples[0].text_b
@@ -96,7 +125,7 @@ class ClassificationTask:
     examples = self._split(split)
     new = list(dict.fromkeys(p for p in prompts if (split, p) not in self.accuracy_memo))
     if new:
-      logits = self.class_logits(new, examples)
+      logits = self.class_logits(new, examples, label=f"{split} set")
       acc = accuracy_from_logits(logits, np.asarray([e.label for e in examples]))
       self.accuracy_memo.update({(split, p): float(a) for p, a in zip(new, acc)})
     return np.asarray([self.accuracy_memo[(split, p)] for p in prompts])

@@ -18,6 +18,7 @@ import time
 from hpprompt.training.checkpoint import Checkpointer
 from hpprompt.training.sharding import is_main_process
 from hpprompt.training.sharding import sync_processes
+from hpprompt.training.writers import TensorBoardWriter
 
 
 class BestPrompts:
@@ -73,7 +74,8 @@ class Run:
   """One training run in `workdir`."""
 
   def __init__(self, workdir: str, config: dict, *, total_steps: int, resume: bool,
-               checkpoint_every: int, keep_prompts: int = 10, stream=None):
+               checkpoint_every: int, keep_prompts: int = 10, stream=None,
+               tensorboard: bool = False):
     self.workdir = workdir
     self.total_steps = total_steps
     self.checkpoint_every = checkpoint_every
@@ -85,7 +87,7 @@ class Run:
       with open(config_path) as f:
         old = json.load(f)
       changed = {k for k in set(old) | set(self.config)
-                 if old.get(k) != self.config.get(k) and k not in ("resume", "steps")}
+                 if old.get(k) != self.config.get(k) and k not in ("resume", "steps", "tensorboard")}
       if changed:
         raise ValueError(f"--resume with a different configuration ({sorted(changed)}) than the run "
                          f"in {workdir}; use a new --workdir.")
@@ -97,6 +99,7 @@ class Run:
       with open(config_path, "w") as f:
         json.dump(self.config, f, indent=2, sort_keys=True)
     self.metrics_path = os.path.join(workdir, "metrics.jsonl")
+    self.tensorboard = TensorBoardWriter(workdir) if tensorboard and self.main else None
     sync_processes("run-init")         # every process checked the workdir before any creates it
     self.checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
     self.prompts = BestPrompts(keep_prompts)
@@ -146,6 +149,8 @@ class Run:
     record = {"step": step, **_jsonable(metrics)}
     with open(self.metrics_path, "a") as f:
       f.write(json.dumps(record) + "\n")
+    if self.tensorboard is not None:
+      self.tensorboard.write(step, record)
 
   def eta(self, step: int) -> str:
     if self._first_step_time is None:
@@ -175,6 +180,8 @@ class Run:
       self.prompts.write_csv(os.path.join(self.workdir, "prompts.csv"))
       with open(os.path.join(self.workdir, "results.json"), "w") as f:
         json.dump(_jsonable(results), f, indent=2)
+      if self.tensorboard is not None:
+        self.tensorboard.close()
     self.checkpointer.close()
 
 
