@@ -3,6 +3,7 @@ timing phase), sections per task, refusal of non-run directories."""
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -15,6 +16,7 @@ from hpprompt.launch import fewshot
 from hpprompt.launch import report as report_launcher
 from hpprompt.report import report
 from hpprompt.report import runs as runs_lib
+from hpprompt.tasks import data
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -160,11 +162,16 @@ def test_report_of_two_tiny_seeds(tiny_gpt2_dir, tmp_path):
   """The issue's check: two tiny agent runs with different seeds, table against their files."""
   agent = dict(prompt_length=2, prompts_per_step=4, mlp_hidden=16, replay_batch=4,
                replay_capacity=32, filter_top_k=50)
+  data_dir = tmp_path / "data" / "sst-2"     # the bundled split with a 48-sentence test set
+  shutil.copytree(os.path.join(data.bundled_root(), "sst-2", "16-100"), data_dir / "16-100")
+  lines = open(os.path.join(data.bundled_root(), "sst-2", "test.tsv")).read().splitlines()
+  (data_dir / "test.tsv").write_text("\n".join(lines[:49]) + "\n")
   paths = []
   for seed in (0, 1):
     paths.append(str(tmp_path / f"seed{seed}"))
     fewshot.run(fewshot.FewShotConfig(method="pin", task_lm=tiny_gpt2_dir, policy_lm=tiny_gpt2_dir,
                                       workdir=paths[-1], source_token="<s>", agent=agent, steps=4,
+                                      data_dir=str(tmp_path / "data"),
                                       eval_every=2, checkpoint_every=4, seed=seed))
   out = str(tmp_path / "report")
   report.write_report(paths, out)
