@@ -115,7 +115,8 @@ class RunData:
     """results' `train_seconds`, else the sum of the per-step timings."""
     if _number(self.results.get("train_seconds")):
       return float(self.results["train_seconds"])
-    total = sum(v for r in self.metrics for k, v in r.items() if k.startswith("time_") and _number(v))
+    total = sum(v for r in self.metrics for k, v in r.items()
+                if k.startswith("time_") and _number(v))
     return total or None
 
   def series(self, key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -135,7 +136,8 @@ def load_run(path: str) -> RunData:
   """Reads a run directory; NotARunError (one line) when it is not one."""
   if not os.path.isdir(path):
     raise NotARunError(f"{path} is not a directory.")
-  missing = [f for f in ("config.json", "metrics.jsonl") if not os.path.isfile(os.path.join(path, f))]
+  missing = [f for f in ("config.json", "metrics.jsonl")
+             if not os.path.isfile(os.path.join(path, f))]
   if missing:
     raise NotARunError(f"{path} is not a run directory (no {' or '.join(missing)}).")
   try:

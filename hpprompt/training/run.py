@@ -86,8 +86,8 @@ class Run:
     if resume and os.path.exists(config_path):
       with open(config_path) as f:
         old = json.load(f)
-      changed = {k for k in set(old) | set(self.config)
-                 if old.get(k) != self.config.get(k) and k not in ("resume", "steps", "tensorboard")}
+      changed = {k for k in set(old) | set(self.config) if old.get(k) != self.config.get(k)
+                 and k not in ("resume", "steps", "tensorboard")}
       if changed:
         raise ValueError(f"--resume with a different configuration ({sorted(changed)}) than the run "
                          f"in {workdir}; use a new --workdir.")

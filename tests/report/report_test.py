@@ -114,8 +114,9 @@ def test_band_is_mean_and_standard_error(tmp_path):
     _fake_run(paths[-1], task="t", method="m", seed=seed, steps=8, rng=rng)
   runs = [runs_lib.load_run(p) for p in paths]
   steps, mean, se = runs_lib.band(runs, "dev_acc")
-  values = np.asarray([[json.loads(line)["dev_acc"] for line in open(os.path.join(p, "metrics.jsonl"))
-                        if "dev_acc" in line] for p in paths])
+  values = np.asarray([[json.loads(line)["dev_acc"]
+                         for line in open(os.path.join(p, "metrics.jsonl")) if "dev_acc" in line]
+                        for p in paths])
   np.testing.assert_array_equal(steps, [2, 4, 6, 8])
   np.testing.assert_allclose(mean, values.mean(0))
   np.testing.assert_allclose(se, values.std(0, ddof=1) / np.sqrt(3))

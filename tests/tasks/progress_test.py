@@ -1,4 +1,4 @@
-"""Progress of long evaluations: block-by-block test scoring equals one call, with progress lines."""
+"""Progress of long evaluations: test scoring block by block equals one call, with progress lines."""
 import numpy as np
 
 from hpprompt.tasks import data
