@@ -1,5 +1,6 @@
 """Run reports: table values against the runs' files, figures (valid PNGs, one series per method or
 timing phase), sections per task, refusal of non-run directories."""
+import dataclasses
 import json
 import os
 import re
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from hpprompt.agent import trainer
 from hpprompt.launch import cli
 from hpprompt.launch import fewshot
 from hpprompt.launch import report as report_launcher
@@ -163,17 +165,23 @@ def test_report_of_two_tiny_seeds(tiny_gpt2_dir, tmp_path):
   """The issue's check: two tiny agent runs with different seeds, table against their files."""
   agent = dict(prompt_length=2, prompts_per_step=4, mlp_hidden=16, replay_batch=4,
                replay_capacity=32, filter_top_k=50)
-  data_dir = tmp_path / "data" / "sst-2"     # the bundled split with a 48-sentence test set
+  data_dir = tmp_path / "data" / "sst-2"     # the bundled split, and a 48-sentence test set
   shutil.copytree(os.path.join(data.bundled_root(), "sst-2", "16-100"), data_dir / "16-100")
   lines = open(os.path.join(data.bundled_root(), "sst-2", "test.tsv")).read().splitlines()
   (data_dir / "test.tsv").write_text("\n".join(lines[:49]) + "\n")
+  cfg = fewshot.FewShotConfig(method="pin", task_lm=tiny_gpt2_dir, policy_lm=tiny_gpt2_dir,
+                              source_token="<s>", agent=agent, steps=4, eval_every=2,
+                              checkpoint_every=4, data_dir=str(tmp_path / "data"))
+  agent_, task, models = fewshot.build(cfg)     # built once: the second seed reuses the compiles
   paths = []
-  for seed in (0, 1):
+  for seed in (0, 1):   # fewshot.run's steps after build, with the run's own seed
     paths.append(str(tmp_path / f"seed{seed}"))
-    fewshot.run(fewshot.FewShotConfig(method="pin", task_lm=tiny_gpt2_dir, policy_lm=tiny_gpt2_dir,
-                                      workdir=paths[-1], source_token="<s>", agent=agent, steps=4,
-                                      data_dir=str(tmp_path / "data"),
-                                      eval_every=2, checkpoint_every=4, seed=seed))
+    seed_cfg = dataclasses.replace(cfg, seed=seed, workdir=paths[-1], tensorboard=seed == 1)
+    run = cli.open_run(seed_cfg, dataclasses.asdict(seed_cfg))
+    results = trainer.train(agent_, task, run, trainer.TrainConfig(steps=4, eval_every=2,
+                                                                   seed=seed))
+    fewshot.add_perplexity(results, seed_cfg, models)
+    run.finish(results)
   out = str(tmp_path / "report")
   report.write_report(paths, out)
   results = [json.load(open(os.path.join(p, "results.json"))) for p in paths]
@@ -186,11 +194,20 @@ def test_report_of_two_tiny_seeds(tiny_gpt2_dir, tmp_path):
   assert summary[0]["seeds"] == "0, 1" and summary[0]["steps"] == "4"
   for row, r in zip(per_run, results):
     assert row["test_accuracy"] == f"{r['test_accuracy']:.4f}"
-    assert row["best prompt"] == "`" + json.dumps(r["best"]["prompt"], ensure_ascii=False) + "`"
+    prompt = json.dumps(r["best"]["prompt"], ensure_ascii=False)
+    assert row["best prompt"].replace("\\|", "|").strip("` ") == prompt
     assert row["perplexity"] == report.fmt_perplexity(r["best"]["perplexity"])
+    assert row["train time"] == report.fmt_seconds(r["train_seconds"])
   labels = json.load(open(os.path.join(out, "figures.json")))
   assert labels == {"sst-2_reward.png": ["pin (n=2)"], "sst-2_validation.png": ["pin (n=2)"],
                     "sst-2_test_vs_perplexity.png": ["pin"],
                     "sst-2_time.png": ["sample", "reward", "learn"]}
   for name in labels:
     _check_png(os.path.join(out, name))
+  # --tensorboard (seed 1): the event file holds the metrics records' numbers.
+  from tests.training.writers_test import logged  # noqa: PLC0415
+  events = logged(paths[1])
+  rows = [json.loads(line) for line in open(os.path.join(paths[1], "metrics.jsonl"))]
+  assert {("raw_reward", r["step"]): pytest.approx(r["raw_reward"]) for r in rows} == {
+      k: v for k, v in events.items() if k[0] == "raw_reward"}
+  assert not any(n.startswith("events.") for n in os.listdir(paths[0]))

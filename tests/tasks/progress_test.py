@@ -17,15 +17,15 @@ def test_blocked_test_scoring_equals_one_call_and_prints_progress(tiny_lm):
   lines = []
   silent = ClassificationTask(scorer, train, train, test, calibrate=True)
   shown = ClassificationTask(scorer, train, train, test, calibrate=True, progress=lines.append,
-                             eval_block=16)
+                             eval_block=20)
   want = silent.class_logits(PROMPTS, test)
   got = shown.class_logits(PROMPTS, test, label="test set")
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
   np.testing.assert_array_equal(shown.accuracy(PROMPTS, "test"), silent.accuracy(PROMPTS, "test"))
-  assert lines[0].startswith("test set: 3 prompt(s): 16/40 examples (40%), ETA ")
+  assert lines[0].startswith("test set: 3 prompt(s): 20/40 examples (50%), ETA ")
   assert lines[-1].startswith("test set: 3 prompt(s): 40/40 examples (100%), ETA ")
   # Test blocks are scored once: the scorer does not keep their encoded inputs.
-  assert not any(len(key) in (16, 8) for key in getattr(scorer, "_encoded", {}))
+  assert not any(len(key) == 20 for key in getattr(scorer, "_encoded", {}))
 
 
 def test_progress_line_rate_limits_and_always_prints_the_end():
