@@ -117,11 +117,14 @@ def build_sections(runs: list[runs_lib.RunData], out_dir: str) -> list[Section]:
   for task, groups in runs_lib.group_runs(runs).items():
     metrics = list(dict.fromkeys(m for g in groups.values() for r in g for m in r.test_metrics))
     smooth = max(1, max(r.steps for g in groups.values() for r in g) // 25)
+    validation = list(dict.fromkeys(r.validation_metric for g in groups.values() for r in g
+                                    if r.validation_metric))
     drawn = {
         "reward": figures.curves(groups, lambda r: "raw_reward" if r.series("raw_reward")[0].size
                                  else None, "mean reward of the step's prompts",
                                  f"{task}: training reward (moving average of {smooth})", smooth),
-        "validation": figures.curves(groups, lambda r: r.validation_metric, "validation score",
+        "validation": figures.curves(groups, lambda r: r.validation_metric,
+                                     "validation: " + ", ".join(validation) if validation else "",
                                      f"{task}: validation score of the current prompt"),
         "test_vs_perplexity": figures.test_vs_perplexity(groups, metrics[0], task)
                               if metrics else None,

@@ -16,6 +16,7 @@ import numpy as np
 
 # Numeric results entries that describe the run, not the prompt's test performance.
 _BOOKKEEPING_SUFFIXES = ("_seconds", "_examples", "_step", "steps", "seed")
+_NOT_TEST_PREFIXES = ("best_", "final_", "target_", "train_", "dev_", "val")
 _VALIDATION_PREFIXES = ("dev_", "val_", "valid", "validation")
 
 
@@ -78,12 +79,11 @@ class RunData:
   @property
   def test_metrics(self) -> dict[str, float]:
     """Numeric top-level entries of results.json: the `test_*` ones when there are any, else all
-    but bookkeeping (steps, seconds, example counts)."""
-    numeric = {k: float(v) for k, v in self.results.items() if _number(v)}
+    but bookkeeping (steps, seconds, example counts) and training / validation scores."""
+    numeric = {k: float(v) for k, v in self.results.items()
+               if _number(v) and not k.endswith(_BOOKKEEPING_SUFFIXES)}
     test = {k: v for k, v in numeric.items() if k.startswith("test_")}
-    if test:
-      return test
-    return {k: v for k, v in numeric.items() if not k.endswith(_BOOKKEEPING_SUFFIXES)}
+    return test or {k: v for k, v in numeric.items() if not k.startswith(_NOT_TEST_PREFIXES)}
 
   @property
   def best_prompt(self) -> str | None:
@@ -128,8 +128,8 @@ class RunData:
   def timings(self) -> dict[str, float]:
     """Median seconds per step of each `time_*` entry (robust to the compiling first steps)."""
     keys = dict.fromkeys(k for r in self.metrics for k in r if k.startswith("time_"))
-    return {k[len("time_"):]: float(np.median(self.series(k)[1])) for k in keys
-            if len(self.series(k)[1])}
+    values = {k[len("time_"):]: self.series(k)[1] for k in keys}
+    return {k: float(np.median(v)) for k, v in values.items() if len(v)}
 
 
 def load_run(path: str) -> RunData:

@@ -211,3 +211,40 @@ def test_report_of_two_tiny_seeds(tiny_gpt2_dir, tmp_path):
   assert {("raw_reward", r["step"]): pytest.approx(r["raw_reward"]) for r in rows} == {
       k: v for k, v in events.items() if k[0] == "raw_reward"}
   assert not any(n.startswith("events.") for n in os.listdir(paths[0]))
+
+
+def test_reader_of_other_launchers_layouts(tmp_path):
+  """Soft-prompt baselines (dev_<metric>, results' prompt / perplexity) and a task whose results
+  have no test_ prefix (all numeric entries but bookkeeping are test metrics)."""
+  soft = tmp_path / "soft"
+  soft.mkdir()
+  (soft / "config.json").write_text(json.dumps({"method": "pez", "dataset": "sst-2", "seed": 3,
+                                                "task_lm": "smollm2"}))
+  (soft / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [
+      {"step": 1, "loss": 0.5, "train_acc": 0.5, "time_step": 1.0},
+      {"step": 2, "loss": 0.4, "train_acc": 0.6, "time_step": 3.0, "dev_accuracy": 0.7,
+       "dev_mcc": 0.1, "prompt": "a b"}]))
+  (soft / "results.json").write_text(json.dumps({
+      "method": "pez", "steps": 2, "train_seconds": 4.0, "metric": "accuracy", "best_dev": 0.7,
+      "best_step": 2, "prompt": "a b", "perplexity": 12.5, "test_accuracy": 0.625,
+      "test_mcc": 0.25, "test_examples": 8, "eval_seconds": 1.0}))
+  run = runs_lib.load_run(str(soft))
+  assert run.validation_metric == "dev_accuracy" and run.best_prompt == "a b"
+  assert run.test_metrics == {"test_accuracy": 0.625, "test_mcc": 0.25}
+  assert run.perplexity == 12.5 and run.steps == 2 and run.train_seconds == 4.0
+  assert run.timings() == {"step": 2.0} and run.lms == {"task_lm": "smollm2"}
+  style = tmp_path / "style"
+  style.mkdir()
+  (style / "config.json").write_text(json.dumps({"task": "style_transfer", "dataset": "yelp",
+                                                 "method": "pin", "seed": 0}))
+  (style / "metrics.jsonl").write_text(json.dumps({"step": 1, "val_gm": 0.5}) + "\n")
+  (style / "results.json").write_text(json.dumps({
+      "steps": 1, "train_seconds": 2.0, "best_dev": 0.5, "content": 0.5, "style": 0.75, "J": 0.25, "bleu": 12.0,
+      "test_examples": 10, "best_step": 1, "best": {"prompt": "x", "score": 0.5}}))
+  run = runs_lib.load_run(str(style))
+  assert run.task == "style_transfer (yelp)" and run.validation_metric == "val_gm"
+  assert run.test_metrics == {"content": 0.5, "style": 0.75, "J": 0.25, "bleu": 12.0}
+  sections = report.write_report([str(soft), str(style)], str(tmp_path / "out"))
+  assert [s.task for s in sections] == ["sst-2", "style_transfer (yelp)"]
+  assert sections[0].figures["sst-2_time.png"] == ["step"]
+  assert "sst-2_reward.png" not in sections[0].figures        # no reward logged
