@@ -54,6 +54,7 @@ class FewShotConfig:
   checkpoint_every: int = 50
   dtype: str = "float32"
   num_devices: int | None = None
+  tensorboard: bool = False            # TensorBoard event files beside metrics.jsonl
   evaluate_test: bool = True
 
 
@@ -209,6 +210,7 @@ def run(cfg: FewShotConfig) -> dict:
   note = validate.test_note({"test": task.test}, cfg.dataset, cfg.evaluate_test)
   if note:
     run_.print(note)
+  task.progress = run_.print             # progress lines of the test-set evaluation
   run_.print(f"{cfg.method} on {cfg.dataset} (seed {cfg.dataset_seed}): policy {cfg.policy_lm}, "
              f"task {cfg.task_lm}, {len(task.train)} train / {len(task.dev)} dev examples, "
              f"{cfg.steps} steps -> {cfg.workdir}")

@@ -49,6 +49,7 @@ from hpprompt.training.run import Interrupted
 from hpprompt.training.run import Run
 from hpprompt.training.run import all_finite
 from hpprompt.training.run import check_finite
+from hpprompt.training.progress import ProgressLine
 from hpprompt.training.run import stop_on_sigint
 
 __all__ = ("BaselineConfig", "Interrupted", "build", "run", "scores", "train")
@@ -82,6 +83,7 @@ class BaselineConfig:
   seed: int = 0
   dtype: str = "float32"
   num_devices: int | None = None
+  tensorboard: bool = False            # TensorBoard event files beside metrics.jsonl
   evaluate_test: bool = True
   string_test: bool = False           # PEZ: test the string with ClassificationTask's scorer
 
@@ -290,13 +292,14 @@ def _results(method, emb, task, run, cfg, state, seconds, primary) -> dict:
     labels = [e.label for e in task.test]
     if hard is None:
       logits = emb.predict(lambda b: method.logits(params, b), task.test,
-                           method.cfg.prompt_length, null=method.eval_needs_null)
+                           method.cfg.prompt_length, null=method.eval_needs_null,
+                           progress=ProgressLine("test set", run.print))
     elif cfg.string_test:   # ClassificationTask's scorer (caches all test inputs at once)
       logits = task.scorer.class_logits([hard["prompt"]], task.test)[:, 0]
     else:                   # the same logits (tested), from the tokens the string encodes to
       ids = emb.hard_prompt_ids(hard["prompt"])
       logits = emb.predict(functools.partial(emb.logits, emb.embeddings[ids]), task.test,
-                           len(ids))
+                           len(ids), progress=ProgressLine("test set", run.print))
     test = scores(logits, labels)
     results.update(test_accuracy=test["accuracy"], test_mcc=test["mcc"],
                    test_examples=len(task.test))

@@ -13,6 +13,7 @@ class that swamps argmax accuracy, so the CPU demo calibrates (`--calibrate`).
 import dataclasses
 import functools
 import time
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +23,7 @@ from hpprompt import ops
 from hpprompt.tasks.base import StepRewards
 from hpprompt.tasks.data import Example
 from hpprompt.tasks.scoring import Scorer
+from hpprompt.training.progress import ProgressLine
 
 
 @functools.partial(jax.jit, static_argnames=("correct_coeff", "incorrect_coeff"))
@@ -79,6 +81,10 @@ class ClassificationTask:
   @property
   def validation_metric(self) -> str:
     return "dev_acc" if self.selection == "accuracy" else "dev_reward"
+  # Sets larger than `eval_block` examples (a test set) are scored block by block, with a progress
+  # line through `progress` (a print function; None: silent).
+  progress: Callable[[str], None] | None = None
+  eval_block: int = 256
 
   def _split(self, split: str) -> list[Example]:
     examples = {"train": self.train, "dev": self.dev, "test": self.test}.get(split)
@@ -86,12 +92,34 @@ class ClassificationTask:
       raise ValueError(f"no {split!r} examples in this task.")
     return examples
 
-  def class_logits(self, prompts: list[str], examples: list[Example],
-                   training: bool = False) -> np.ndarray:
+  def _blocked_logits(self, prompts: list[str], examples: list[Example], label: str) -> np.ndarray:
+    """The scorer's logits [N, P, C], block by block with a progress line. Blocks follow the input
+    length order, so each is padded about as little as the whole set would be."""
+    order = np.argsort([len(e.text) + len(e.text_b or "") for e in examples], kind="stable")
+    line = ProgressLine(f"{label}: {len(prompts)} prompt(s)", self.progress)
+    out = None
+    for start in range(0, len(examples), self.eval_block):
+      idx = order[start:start + self.eval_block]
+      block = [examples[i] for i in idx]
+      logits = self.scorer.class_logits(prompts, block)
+      # A block is scored once: drop it from the scorer's cache of encoded inputs (which keeps the
+      # training and validation sets, scored every step).
+      getattr(self.scorer, "_encoded", {}).pop(tuple(block), None)
+      if out is None:
+        out = np.zeros((len(examples),) + logits.shape[1:], logits.dtype)
+      out[idx] = logits
+      line.update(min(start + self.eval_block, len(examples)), len(examples))
+    return out
+
+  def class_logits(self, prompts: list[str], examples: list[Example], training: bool = False,
+                   label: str = "scoring") -> np.ndarray:
     """Verbalizer logits [N, P, C] (calibrated log-probabilities with `calibrate`)."""
     if hasattr(self.scorer, "truncation_side"):
       self.scorer.truncation_side = ("right" if training else "left") if self.truncate else None
-    logits = self.scorer.class_logits(prompts, examples)
+    if self.progress is not None and len(examples) > self.eval_block:
+      logits = self._blocked_logits(prompts, examples, label)
+    else:
+      logits = self.scorer.class_logits(prompts, examples)
     if not self.calibrate:
       return logits
     content_free = [Example(self.content_free, 0, self.content_free if examples[0].text_b
@@ -119,7 +147,7 @@ class ClassificationTask:
                              or (split + "/reward", p) not in self.accuracy_memo))
     if not new:
       return
-    logits = self.class_logits(new, examples)
+    logits = self.class_logits(new, examples, label=f"{split} set")
     labels = np.asarray([e.label for e in examples])
     acc = accuracy_from_logits(logits, labels)
     reward, _ = gap_rewards(jnp.asarray(logits), jnp.asarray(labels, jnp.int32),
