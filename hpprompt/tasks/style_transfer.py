@@ -143,6 +143,8 @@ class StyleTransferTask:
     return [t[int(np.argmax(r))] for t, r in zip(texts, rewards)]
 
   def evaluate(self, prompt: str, batch: int = 16) -> dict:
+    if not self.test:
+      return {}
     key = jax.random.PRNGKey(self.seed + 2)
     outputs = []
     for i in range(0, len(self.test), batch):
