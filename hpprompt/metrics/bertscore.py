@@ -80,6 +80,19 @@ def _bucket(n: int, step: int = 8) -> int:
   return max(step, -(-n // step) * step)
 
 
+def _pow4(n: int) -> int:
+  """Row bucket: 4, 16, 64, ... (few compilations)."""
+  size = 4
+  while size < n:
+    size *= 4
+  return size
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "layer"))
+def _embed_jit(graphdef, layer, state, ids, mask):
+  return layer_states(nnx.merge(graphdef, state), ids, mask, layer).astype(jnp.float32)
+
+
 class BERTScorer:
   """BERTScore of candidate vs reference sentences with one encoder at one layer.
 
@@ -115,27 +128,25 @@ class BERTScorer:
     return ([self.start_id] if self.start_id is not None else []) + ids + (
         [self.end_id] if self.end_id is not None else [])
 
-  @functools.cached_property
-  def _embed_fn(self):
-    graphdef, layer = self.graphdef, self.layer
-
-    def embed(state, ids, mask):
-      return layer_states(nnx.merge(graphdef, state), ids, mask, layer).astype(jnp.float32)
-    return jax.jit(embed)
-
   def embeddings(self, sentences: list[str]) -> list[np.ndarray]:
-    """Per-sentence token embeddings [T_i, D] (memoised by text)."""
-    new = sorted({s for s in sentences if s not in self._cache}, key=lambda s: len(self.encode(s)))
+    """Per-sentence token embeddings [T_i, D], each distinct sentence embedded once per call.
+
+    Nothing is kept between calls: an embedding then depends only on the call's sentences (its
+    batch padding), so a resumed run recomputes exactly what an uninterrupted one did.
+    """
+    self._cache = {}
+    new = sorted(set(sentences), key=lambda s: (len(self.encode(s)), s))
     for i in range(0, len(new), self.batch_size):
       chunk = new[i:i + self.batch_size]
       seqs = [self.encode(s) for s in chunk]
-      width = _bucket(max(map(len, seqs)))
-      ids = np.zeros((_bucket(len(seqs), 8), width), np.int32)
+      width = _bucket(max(map(len, seqs)), 32)
+      ids = np.zeros((_pow4(len(seqs)), width), np.int32)
       mask = np.zeros(ids.shape, bool)
       for j, s in enumerate(seqs):
         ids[j, :len(s)], mask[j, :len(s)] = s, True
       mask[len(seqs):, 0] = True
-      out = np.asarray(self._embed_fn(self.state, jnp.asarray(ids), jnp.asarray(mask)))
+      out = np.asarray(_embed_jit(self.graphdef, self.layer, self.state, jnp.asarray(ids),
+                                  jnp.asarray(mask)))
       for j, (s, seq) in enumerate(zip(chunk, seqs)):
         self._cache[s] = out[j, :len(seq)]
     return [self._cache[s] for s in sentences]
@@ -154,10 +165,11 @@ class BERTScorer:
     if len(candidates) != len(references):
       raise ValueError(f"{len(candidates)} candidates but {len(references)} references.")
     idf = idf_weights([self.encode(r) for r in references]) if self.idf else None
-    hyp_e, ref_e = self.embeddings(candidates), self.embeddings(references)
-    th = _bucket(max(len(e) for e in hyp_e))
-    tr = _bucket(max(len(e) for e in ref_e))
-    n, d = len(candidates), hyp_e[0].shape[-1]
+    embedded = self.embeddings(list(candidates) + list(references))
+    hyp_e, ref_e = embedded[:len(candidates)], embedded[len(candidates):]
+    th = _bucket(max(len(e) for e in hyp_e), 32)
+    tr = _bucket(max(len(e) for e in ref_e), 32)
+    n, d = _pow4(len(candidates)), hyp_e[0].shape[-1]
     arrays = {k: np.zeros(shape, dt) for k, shape, dt in (
         ("h", (n, th, d), np.float32), ("r", (n, tr, d), np.float32),
         ("hw", (n, th), np.float32), ("rw", (n, tr), np.float32),
@@ -169,6 +181,7 @@ class BERTScorer:
         arrays[key + "w"][i, :t] = self._weights(self.encode(text), idf)
     out = np.asarray(_match_batch(*(jnp.asarray(arrays[k]) for k in
                                     ("h", "hw", "r", "rw", "hm", "rm")))).T.astype(np.float64)
+    out = out[:, :len(candidates)]
     if self.baseline is not None:
       out = (out - self.baseline[:, None]) / (1 - self.baseline[:, None])
     return out

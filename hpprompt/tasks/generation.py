@@ -106,6 +106,17 @@ def sample_tokens(lm: nnx.Module, prompt_ids, prompt_mask, input_ids, input_mask
   return tokens.reshape(p, n, s, max_new), length.reshape(p, n, s)
 
 
+@functools.partial(jax.jit, static_argnames=("graphdef", "num_samples", "max_new", "top_k"))
+def _sample_jit(graphdef, state, stop_table, *args, num_samples, max_new, top_k):
+  # Module-level so that generators over equal models share compilations.
+  return sample_tokens(nnx.merge(graphdef, state), *args, num_samples=num_samples,
+                       max_new=max_new, top_k=top_k, stop_table=stop_table)
+
+
+def _pow2(n: int) -> int:
+  return 1 << max(0, n - 1).bit_length()
+
+
 @dataclasses.dataclass
 class Generator:
   """A task LM with RLPrompt's template and decoding; `generate` returns post-processed texts."""
@@ -136,16 +147,6 @@ class Generator:
       raise ValueError(f"start token {self.start_token!r} is not in the task LM's vocabulary.")
     self.max_positions = getattr(self.model.config, "max_positions", None)
 
-  @functools.cached_property
-  def _sample_fn(self):
-    graphdef = self.graphdef
-
-    @functools.partial(jax.jit, static_argnames=("num_samples", "max_new", "top_k"))
-    def sample(state, *args, num_samples, max_new, top_k):
-      return sample_tokens(nnx.merge(graphdef, state), *args, num_samples=num_samples,
-                           max_new=max_new, top_k=top_k, stop_table=self.stop_table)
-    return sample
-
   def encode(self, prompts: list[str], sources: list[str]):
     """(prompt id lists, input id lists, per-input new-token limits)."""
     before, after = self.template.split("{prompt}", 1)
@@ -166,19 +167,26 @@ class Generator:
                        f"LM's {self.max_positions} positions.")
 
   def sample_ids(self, prompts: list[str], sources: list[str], num_samples: int, key):
-    """(tokens [P, N, S, T], lengths [P, N, S]) as NumPy arrays."""
+    """(tokens [P, N, S, T], lengths [P, N, S]) as NumPy arrays.
+
+    Shapes are bucketed (prompts and inputs to powers of two, lengths to multiples of 8 / 32) so
+    that few compilations serve a run; padding rows repeat the first prompt / input and are dropped.
+    """
     self.check_length(prompts, sources)
+    p, n = len(prompts), len(sources)
+    prompts = prompts + prompts[:1] * (_pow2(p) - p)
+    sources = sources + sources[:1] * (_pow2(n) - n)
     prompt_seqs, input_seqs, limits = self.encode(prompts, sources)
-    pids, pmask = _pad(prompt_seqs, _bucket(max(map(len, prompt_seqs)), 4))
-    iids, imask = _pad(input_seqs, _bucket(max(map(len, input_seqs))))
-    max_new = _bucket(max(limits))
+    pids, pmask = _pad(prompt_seqs, _bucket(max(map(len, prompt_seqs)), 8))
+    iids, imask = _pad(input_seqs, _bucket(max(map(len, input_seqs)), 32))
+    max_new = _bucket(max(limits), 32)
     if self.max_positions is not None:
       max_new = min(max_new, self.max_positions - pids.shape[1] - iids.shape[1])
-    tokens, lengths = self._sample_fn(self.state, jnp.asarray(pids), jnp.asarray(pmask),
-                                      jnp.asarray(iids), jnp.asarray(imask),
-                                      jnp.asarray(limits, jnp.int32), key,
-                                      num_samples=num_samples, max_new=max_new, top_k=self.top_k)
-    return np.asarray(tokens), np.asarray(lengths)
+    tokens, lengths = _sample_jit(self.graphdef, self.state, self.stop_table, jnp.asarray(pids),
+                                  jnp.asarray(pmask), jnp.asarray(iids), jnp.asarray(imask),
+                                  jnp.asarray(limits, jnp.int32), key, num_samples=num_samples,
+                                  max_new=max_new, top_k=self.top_k)
+    return np.asarray(tokens)[:p, :n], np.asarray(lengths)[:p, :n]
 
   def generate(self, prompts: list[str], sources: list[str], num_samples: int,
                key) -> list[list[list[str]]]:

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from hpprompt.metrics import bertscore
 from hpprompt.models.tokenizer import Tokenizer
 
 
@@ -45,6 +46,14 @@ def fit_logistic(x: jax.Array, y: jax.Array, c: float, steps: int = 25) -> tuple
   return theta[:d], theta[d]
 
 
+@functools.partial(jax.jit, static_argnames=("graphdef",))
+def _features_jit(graphdef, state, ids, mask):
+  """Mean of the final hidden states over real tokens [B, D]."""
+  hidden = nnx.merge(graphdef, state)(ids, attention_mask=mask, compute_logits=False).hidden
+  m = mask[..., None].astype(jnp.float32)
+  return (hidden.astype(jnp.float32) * m).sum(1) / jnp.maximum(m.sum(1), 1)
+
+
 @dataclasses.dataclass
 class FeatureStyleClassifier:
   """Frozen LM features + logistic head. `probs(texts)` -> [N, 2] (label 0, label 1)."""
@@ -63,16 +72,6 @@ class FeatureStyleClassifier:
     self.start_ids = [] if self.start_token is None else [
         self.tokenizer.token_to_id(self.start_token)]
 
-  @functools.cached_property
-  def _features_fn(self):
-    graphdef = self.graphdef
-
-    def features(state, ids, mask):
-      hidden = nnx.merge(graphdef, state)(ids, attention_mask=mask, compute_logits=False).hidden
-      m = mask[..., None].astype(jnp.float32)
-      return (hidden.astype(jnp.float32) * m).sum(1) / jnp.maximum(m.sum(1), 1)
-    return jax.jit(features)
-
   def features(self, texts: list[str]) -> np.ndarray:
     """Mean-pooled final hidden states [N, D] (length-sorted batches)."""
     seqs = [(self.start_ids + self.tokenizer.encode(t))[:256] for t in texts]
@@ -80,14 +79,14 @@ class FeatureStyleClassifier:
     out = np.zeros((len(texts), self.model.output_embedding().shape[1]), np.float32)
     for i in range(0, len(order), self.batch_size):
       rows = order[i:i + self.batch_size]
-      width = _bucket(max(max(len(seqs[r]) for r in rows), 1), 16)
-      ids = np.zeros((_bucket(len(rows), 8), width), np.int32)
+      width = _bucket(max(max(len(seqs[r]) for r in rows), 1), 32)
+      ids = np.zeros((bertscore._pow4(len(rows)), width), np.int32)
       mask = np.zeros(ids.shape, bool)
       mask[:, 0] = True
       for j, r in enumerate(rows):
         ids[j, :len(seqs[r])], mask[j, :len(seqs[r])] = seqs[r], True
-      out[rows] = np.asarray(self._features_fn(self.state, jnp.asarray(ids),
-                                               jnp.asarray(mask)))[:len(rows)]
+      out[rows] = np.asarray(_features_jit(self.graphdef, self.state, jnp.asarray(ids),
+                                           jnp.asarray(mask)))[:len(rows)]
     return out
 
   def fit(self, texts: list[str], labels, *, c: float = 1.0) -> "FeatureStyleClassifier":
