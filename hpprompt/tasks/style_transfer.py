@@ -11,6 +11,7 @@ consecutive training sentences (RLPrompt: 2 sentences x 4 prompts, the file read
 Fluency is not in the training reward (either paper's code); it is an evaluation metric only.
 """
 import dataclasses
+import time
 
 import jax
 import jax.numpy as jnp
@@ -70,6 +71,7 @@ class StyleTransferTask:
   fluency_classifier: object = None
   validation_memo: dict = dataclasses.field(default_factory=dict)
   last_outputs: list[str] | None = None
+  timings: dict = dataclasses.field(default_factory=lambda: {"generate": 0.0, "score": 0.0})
   validation_metric = "dev_reward"
 
   def _sample_scores(self, texts: list[str], sources: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -83,7 +85,9 @@ class StyleTransferTask:
     """Every prompt on every source: texts [P][S][n], content, style, rewards [P, S, n], maxima
     [P, S, k] (n = num_samples x num_bootstraps)."""
     n = num_samples * num_bootstraps
+    t0 = time.perf_counter()
     texts = self.generator.generate(prompts, sources, n, key)
+    t1 = time.perf_counter()
     flat = [x for t in texts for u in t for x in u]
     per_sample_sources = [s for _ in prompts for s in sources for _ in range(n)]
     content, style = self._sample_scores(flat, per_sample_sources)
@@ -91,6 +95,8 @@ class StyleTransferTask:
     rewards = np.asarray(sample_rewards(jnp.asarray(content), jnp.asarray(style))).reshape(shape)
     maxima = np.asarray(jax.vmap(lambda r: bootstrap_maxima(r, num_bootstraps))(
         jnp.asarray(rewards.reshape(-1, n)))).reshape(shape[:2] + (num_bootstraps,))
+    self.timings["generate"] += t1 - t0
+    self.timings["score"] += time.perf_counter() - t1
     return texts, content.reshape(shape), style.reshape(shape), rewards, maxima
 
   def step_sources(self, step: int) -> list[str]:
@@ -104,6 +110,7 @@ class StyleTransferTask:
     if len(prompts) % b:
       raise ValueError(f"{len(prompts)} prompts per step is not a multiple of {b} sources per step.")
     per = len(prompts) // b
+    self.timings.update(generate=0.0, score=0.0)
     key = jax.random.fold_in(jax.random.PRNGKey(self.seed), step)
     maxima, content, style, best = [], [], [], []
     for i, source in enumerate(self.step_sources(step)):
@@ -119,7 +126,8 @@ class StyleTransferTask:
     source_ids = np.repeat(np.arange(b), per)
     z = np.asarray(source_zscores(jnp.asarray(maxima), jnp.asarray(source_ids), b))
     metrics = {"content": float(np.mean(content)), "style": float(100 * np.mean(style)),
-               "sample_output": best[0]}
+               "sample_output": best[0], "time_generate": self.timings["generate"],
+               "time_score": self.timings["score"]}
     return StepRewards(raw=maxima.mean(1), metrics=metrics, shaped=z)
 
   def validate(self, prompts: list[str]) -> np.ndarray:
