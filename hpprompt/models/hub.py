@@ -17,7 +17,7 @@ from hpprompt.models.tokenizer import Tokenizer
 
 HUB_PATTERNS = ("config.json", "*.safetensors", "model.safetensors.index.json", "tokenizer.json",
                 "tokenizer_config.json", "vocab.json", "merges.txt", "vocab.txt",
-                "special_tokens_map.json")
+                "special_tokens_map.json", "open_clip_config.json", "open_clip_model.safetensors")
 
 
 # model_type -> module that defines `FAMILIES: dict[str, Family]` (imported on first use).
