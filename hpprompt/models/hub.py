@@ -45,8 +45,10 @@ def resolve(name_or_path: str) -> str:
   try:
     return huggingface_hub.snapshot_download(name_or_path, allow_patterns=list(HUB_PATTERNS))
   except Exception as e:  # network, auth, unknown repo: one clear line
+    reason = " ".join(str(e).split())[:300]
     raise ConversionError(f"could not download {name_or_path!r} from the Hugging Face Hub "
-                          f"({type(e).__name__}: {e}). Pass a local directory instead.") from e
+                          f"({type(e).__name__}: {reason}). Pass a local directory "
+                          "instead.") from e
 
 
 def _family(hf_config: dict, source: str) -> Family:
