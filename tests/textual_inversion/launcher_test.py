@@ -39,32 +39,28 @@ def _cfg(trained_clip, lm_dir, workdir, method="pin", **kw):
       **{"image": trained_clip[1], "steps": 4, "eval_every": 2, "checkpoint_every": 2, **kw})
 
 
-@pytest.mark.parametrize("method", ["pin", "rlprompt", "pez"])
-def test_end_to_end_outputs(trained_clip, tiny_gpt2_dir, tmp_path, two_images, method):
-  cfg = _cfg(trained_clip, tiny_gpt2_dir, tmp_path / "run", method, image=two_images)
-  results = launch.run(cfg)
-  names = two_images.split(",")
+def _check_outputs(results, trained_clip, lm_dir, workdir, images, method):
+  """Summary files and per-target runs; every CLIP score and perplexity in prompts.csv recomputed
+  independently of the run."""
+  names = images.split(",")
   assert [t["target"] for t in results["targets"]] == names
-  files = set(os.listdir(tmp_path / "run"))
-  assert {"prompts.csv", "results.json", "contact_sheet.png"} <= files
+  assert {"prompts.csv", "results.json", "contact_sheet.png"} <= set(os.listdir(workdir))
   for t in results["targets"]:
     assert {"config.json", "metrics.jsonl", "prompts.csv", "results.json", "checkpoints"} <= set(
         os.listdir(t["workdir"]))
-  with open(tmp_path / "run" / "prompts.csv") as f:
+  with open(workdir / "prompts.csv") as f:
     rows = list(csv.DictReader(f))
   assert list(rows[0]) == ["target", "rank", "prompt", "clip_score", "perplexity", "step"]
-  # Every CLIP score and perplexity in prompts.csv, recomputed independently of the run.
   model, tokenizer, preprocess = clip_loader.load_clip(trained_clip[0])
   scorer = ti.CLIPScorer(model, tokenizer, preprocess=preprocess)
-  embeds = scorer.image_embeds([im for _, im in ti.load_images(two_images)])
-  lm, lm_tok = hub.load_pretrained(tiny_gpt2_dir)
-  for row in rows:
-    j = names.index(row["target"])
-    want = scorer.scores([row["prompt"]], embeds[j:j + 1])[0, 0]
-    assert float(row["clip_score"]) == pytest.approx(want, abs=1e-4)
-    ppl = perplexity.prompt_perplexity(lm, lm_tok, [row["prompt"]],
-                                       bos_token=hub.document_start(tiny_gpt2_dir, lm_tok))[0]
-    assert float(row["perplexity"]) == pytest.approx(ppl, rel=1e-4)
+  embeds = scorer.image_embeds([im for _, im in ti.load_images(images)])
+  lm, lm_tok = hub.load_pretrained(lm_dir)
+  want = scorer.scores([r["prompt"] for r in rows], embeds)
+  ppl = perplexity.prompt_perplexity(lm, lm_tok, [r["prompt"] for r in rows],
+                                     bos_token=hub.document_start(lm_dir, lm_tok))
+  for i, row in enumerate(rows):
+    assert float(row["clip_score"]) == pytest.approx(want[i, names.index(row["target"])], abs=1e-4)
+    assert float(row["perplexity"]) == pytest.approx(ppl[i], rel=1e-4)
   mean = np.mean([t["best"]["clip_score"] for t in results["targets"]])
   assert results["mean_best_clip_score"] == pytest.approx(mean)
   config = json.loads(open(os.path.join(results["targets"][0]["workdir"], "config.json")).read())
@@ -76,6 +72,13 @@ def test_end_to_end_outputs(trained_clip, tiny_gpt2_dir, tmp_path, two_images, m
     agent = config["agent_config"]
     assert agent["prompt_length"] == 3 and agent["prompts_per_step"] == 4
     assert agent["reward_new_range"] == ([0.0, 80.0] if method == "rlprompt" else [0.0, 1.0])
+
+
+def test_rlprompt_end_to_end(trained_clip, tiny_gpt2_dir, tmp_path):
+  image = sorted(trained_clip[2])[0]
+  results = launch.run(_cfg(trained_clip, tiny_gpt2_dir, tmp_path / "run", "rlprompt",
+                            image=image, steps=2))
+  _check_outputs(results, trained_clip, tiny_gpt2_dir, tmp_path / "run", image, "rlprompt")
 
 
 def test_presets_follow_the_paper():
@@ -92,10 +95,12 @@ def test_presets_follow_the_paper():
 @pytest.mark.parametrize("method", ["pin", "pez"])
 def test_interrupt_and_resume_equals_uninterrupted(trained_clip, tiny_gpt2_dir, tmp_path,
                                                    monkeypatch, two_images, method):
-  """Ctrl-C during the second target; --resume skips the finished first target and continues the
-  second from its checkpoint: every file equals an uninterrupted run's."""
+  """End to end on two targets (outputs checked); then Ctrl-C during the second target, and
+  --resume skips the finished first target and continues the second from its checkpoint: every
+  file equals the uninterrupted run's."""
   full = launch.run(_cfg(trained_clip, tiny_gpt2_dir, tmp_path / "full", method,
                          image=two_images))
+  _check_outputs(full, trained_clip, tiny_gpt2_dir, tmp_path / "full", two_images, method)
   cfg = _cfg(trained_clip, tiny_gpt2_dir, tmp_path / "cut", method, image=two_images)
   if method == "pez":
     cls, name = pez.PEZ, "train_step"
