@@ -51,18 +51,41 @@ WORDS = ("a photo of an astronaut cat coffee cup rocket launch red blue painting
          "artstation highly detailed portrait landscape city night sky sunset dog horse").split()
 
 
-def build(size: str):
+def _hf_config(size: str):
   spec = SIZES[size]
-  torch.manual_seed(0)
-  cfg = transformers.CLIPConfig(
+  return transformers.CLIPConfig(
       text_config=dict(vocab_size=49408, max_position_embeddings=77, bos_token_id=49406,
                        eos_token_id=49407, pad_token_id=0, **spec["text"]),
       vision_config=dict(image_size=224, **spec["vision"]), projection_dim=spec["projection_dim"])
-  ref = transformers.CLIPModel(cfg).eval()
-  tensors = {k: v.detach().numpy() for k, v in ref.state_dict().items()}
+
+
+def build(size: str, full_reference: bool):
+  """(transformers model, our CLIP with the same weights).
+
+  full_reference=False (ViT-H/14, ~4 GB a copy): transformers builds only the text tower
+  (`CLIPTextModelWithProjection`, what the reward runs) and our vision tower keeps its random init,
+  so the two copies fit beside each other in memory; the image column then shows ours only.
+  """
+  cfg = _hf_config(size)
+  torch.manual_seed(0)
   ours_cfg = clip.CLIPConfig.from_hf_config(cfg.to_dict())
-  ours = fill(lambda: clip.CLIP(ours_cfg, rngs=nnx.Rngs(0)), tensors, clip.CHECKPOINT_RULES,
-              ignore=clip.IGNORED_KEYS)
+  if full_reference:
+    ref = transformers.CLIPModel(cfg).eval()
+    tensors = {k: v.detach().numpy() for k, v in ref.state_dict().items()}
+    ours = fill(lambda: clip.CLIP(ours_cfg, rngs=nnx.Rngs(0)), tensors, clip.CHECKPOINT_RULES,
+                ignore=clip.IGNORED_KEYS)
+  else:
+    ref = transformers.CLIPTextModelWithProjection(cfg.text_config).eval()
+    tensors = {k: v.detach().numpy() for k, v in ref.state_dict().items()}
+    graphdef, state = nnx.split(clip.CLIP(ours_cfg, rngs=nnx.Rngs(0)))
+    flat = dict(nnx.to_flat_state(state))
+    for keys, var in flat.items():
+      path = ".".join(str(k) for k in keys)
+      rule = next((r for r in clip.CHECKPOINT_RULES if r.match(path)), None)
+      theirs = rule.match(path) if rule else None
+      if theirs in tensors:
+        flat[keys] = var.replace(jax.numpy.asarray(rule.transform(tensors[theirs])))
+    ours = nnx.merge(graphdef, nnx.from_flat_state(flat))
   del tensors
   gc.collect()
   return ref, ours
@@ -74,15 +97,21 @@ def prompts(n: int, rng) -> list[str]:
 
 def torch_scores(ref, tok, texts, image_embed):
   ids, _ = clip_tokenizer.encode_for_clip(tok, texts, 77)
+  kwargs = dict(input_ids=torch.from_numpy(ids.astype(np.int64)),
+                attention_mask=torch.from_numpy((ids != 0).astype(np.int64)))
   with torch.no_grad():
-    feats = ref.get_text_features(input_ids=torch.from_numpy(ids.astype(np.int64)),
-                                  attention_mask=torch.from_numpy((ids != 0).astype(np.int64)))
-    feats = getattr(feats, "pooler_output", feats)
+    if hasattr(ref, "get_text_features"):
+      feats = ref.get_text_features(**kwargs)
+      feats = getattr(feats, "pooler_output", feats)
+    else:   # CLIPTextModelWithProjection
+      feats = ref(**kwargs).text_embeds
     feats = torch.nn.functional.normalize(feats, dim=-1).numpy()
   return feats @ image_embed.T
 
 
 def torch_image(ref, pixels):
+  if not hasattr(ref, "get_image_features"):
+    return None
   with torch.no_grad():
     feats = ref.get_image_features(pixel_values=torch.from_numpy(pixels))
     feats = getattr(feats, "pooler_output", feats)
@@ -111,9 +140,11 @@ def reward_table(size, ref, scorer, image, batch, repeats, rng):
                    "torch": lambda: torch_scores(ref, scorer.tokenizer, texts, target)}, repeats)
   img = interleaved({"ours": lambda: scorer.image_embeds([image]),
                      "torch": lambda: torch_image(ref, pixels)}, max(1, repeats // 2))
+  image_cols = (f"{img['ours'] * 1000:.0f} | {img['torch'] * 1000:.0f} | "
+                f"{img['torch'] / img['ours']:.2f}x" if hasattr(ref, "get_image_features")
+                else f"{img['ours'] * 1000:.0f} | - | -")
   print(f"| {SIZES[size]['name']} | {batch} | {batch / t['ours']:.1f} | {batch / t['torch']:.1f} "
-        f"| {t['torch'] / t['ours']:.2f}x | {img['ours'] * 1000:.0f} | {img['torch'] * 1000:.0f} "
-        f"| {img['torch'] / img['ours']:.2f}x |", flush=True)
+        f"| {t['torch'] / t['ours']:.2f}x | {image_cols} |", flush=True)
   return target
 
 
@@ -151,6 +182,8 @@ def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--sizes", default="b32,h14")
   parser.add_argument("--quick", action="store_true")
+  parser.add_argument("--text_only_reference", default="h14",
+                      help="sizes whose transformers reference is the text tower only (memory)")
   parser.add_argument("--no_step", action="store_true", help="skip the training-step table")
   parser.add_argument("--torch_threads", type=int, default=None,
                       help="torch.set_num_threads (default: torch's; 1 avoids OpenMP spinning on "
@@ -165,7 +198,7 @@ def main():
   policy = None if args.no_step else hub.load_pretrained("smollm2")
   print(f"torch threads {torch.get_num_threads()}, jax devices {jax.devices()}")
   for size in sizes:
-    ref, ours = build(size)
+    ref, ours = build(size, full_reference=size not in args.text_only_reference.split(","))
     scorer = ti.CLIPScorer(ours, clip_tokenizer.clip_tokenizer())
     print("\n| model | prompts | hpprompt prompts/s | transformers prompts/s | ratio | "
           "hpprompt image ms | transformers image ms | ratio |\n| --- | ---: | ---: | ---: | ---: "
