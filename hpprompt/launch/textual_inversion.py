@@ -22,7 +22,6 @@ import numpy as np
 
 from hpprompt.agent import trainer
 from hpprompt.agent.agent import PromptAgent
-from hpprompt.agent.config import PRESETS
 from hpprompt.launch import cli
 from hpprompt.launch import contact_sheet
 from hpprompt.launch import fewshot
@@ -195,8 +194,9 @@ def _summarize(cfg, targets, summaries: list[dict]) -> dict:
                         [(name, image, [r for r in rows if r["target"] == name])
                          for name, image, _ in targets])
   if scores:
-    print(f"mean best CLIP score over {len(scores)} target(s): {results['mean_best_clip_score']:.4f}"
-          f" -> {cfg.workdir}/prompts.csv, contact_sheet.png", flush=True)
+    mean = results["mean_best_clip_score"]
+    print(f"mean best CLIP score over {len(scores)} target(s): {mean:.4f} -> "
+          f"{cfg.workdir}/prompts.csv, contact_sheet.png", flush=True)
   return results
 
 

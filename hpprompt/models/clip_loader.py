@@ -35,7 +35,7 @@ TINY = clip.CLIPConfig(
 
 def _tokenizer(model_dir: str | None) -> Tokenizer:
   if model_dir and os.path.exists(os.path.join(model_dir, "tokenizer.json")):
-    return clip_tokenizer._clip_decode(Tokenizer.from_dir(model_dir))   # noqa: SLF001
+    return clip_tokenizer.clip_decode(Tokenizer.from_dir(model_dir))
   return clip_tokenizer.clip_tokenizer()
 
 

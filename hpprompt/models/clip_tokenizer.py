@@ -1,4 +1,4 @@
-"""The CLIP tokenizer (OpenAI's `SimpleTokenizer`, as OpenCLIP ships it) on the `tokenizers` library.
+"""The CLIP tokenizer (OpenAI's `SimpleTokenizer`, as OpenCLIP ships it) on `tokenizers`.
 
 CLIP's BPE ("Learning Transferable Visual Models From Natural Language Supervision", Radford et al.
 2021): lower-cased, whitespace-collapsed text is split by the regex below, each piece is mapped to
@@ -25,7 +25,8 @@ from hpprompt.models.tokenizer import Tokenizer
 VOCAB_FILE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "clip",
                           "bpe_simple_vocab_16e6.txt.gz")
 SOT, EOT = "<|startoftext|>", "<|endoftext|>"
-_PATTERN = r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
+_PATTERN = (r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|"""
+            r"""[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""")
 
 
 def bytes_to_unicode() -> dict[int, str]:
@@ -42,7 +43,7 @@ def bytes_to_unicode() -> dict[int, str]:
   return dict(zip(bs, (chr(c) for c in cs)))
 
 
-def _clip_decode(tokenizer: Tokenizer):
+def clip_decode(tokenizer: Tokenizer):
   """Wraps `decode` like CLIPTokenizerFast: '</w>' -> ' ', stripped."""
   decode = tokenizer.decode
 
@@ -71,7 +72,7 @@ def clip_tokenizer(vocab_file: str = VOCAB_FILE) -> Tokenizer:
       pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
   backend.decoder = decoders.ByteLevel()
   special = {"bos_token": SOT, "eos_token": EOT, "pad_token": EOT, "unk_token": EOT}
-  return _clip_decode(Tokenizer(backend, special))
+  return clip_decode(Tokenizer(backend, special))
 
 
 def encode_for_clip(tokenizer: Tokenizer, texts: list[str], context_length: int,
