@@ -51,22 +51,28 @@ WORDS = ("a photo of an astronaut cat coffee cup rocket launch red blue painting
          "artstation highly detailed portrait landscape city night sky sunset dog horse").split()
 
 
-def _hf_config(size: str):
+def _hf_config(size: str, vision: str | None = None):
   spec = SIZES[size]
   return transformers.CLIPConfig(
       text_config=dict(vocab_size=49408, max_position_embeddings=77, bos_token_id=49406,
-                       eos_token_id=49407, pad_token_id=0, **spec["text"]),
-      vision_config=dict(image_size=224, **spec["vision"]), projection_dim=spec["projection_dim"])
+                       eos_token_id=49407, pad_token_id=0, projection_dim=spec["projection_dim"],
+                       **spec["text"]),
+      vision_config=dict(image_size=224, **SIZES[vision or size]["vision"]),
+      projection_dim=spec["projection_dim"])
 
 
 def build(size: str, full_reference: bool):
   """(transformers model, our CLIP with the same weights).
 
   full_reference=False (ViT-H/14, ~4 GB a copy): transformers builds only the text tower
-  (`CLIPTextModelWithProjection`, what the reward runs) and our vision tower keeps its random init,
-  so the two copies fit beside each other in memory; the image column then shows ours only.
+  (`CLIPTextModelWithProjection`, what the reward runs) and our CLIP gets a ViT-B/32 image tower
+  (random), so both fit in the memory left on a shared 24 GB machine. The reward and the step do
+  not depend on the image tower (each target is encoded once per run); the image column is then
+  left out.
   """
   cfg = _hf_config(size)
+  if not full_reference:
+    cfg = _hf_config(size, vision="b32")
   torch.manual_seed(0)
   ours_cfg = clip.CLIPConfig.from_hf_config(cfg.to_dict())
   if full_reference:
@@ -142,7 +148,7 @@ def reward_table(size, ref, scorer, image, batch, repeats, rng):
                      "torch": lambda: torch_image(ref, pixels)}, max(1, repeats // 2))
   image_cols = (f"{img['ours'] * 1000:.0f} | {img['torch'] * 1000:.0f} | "
                 f"{img['torch'] / img['ours']:.2f}x" if hasattr(ref, "get_image_features")
-                else f"{img['ours'] * 1000:.0f} | - | -")
+                else "- | - | -")
   print(f"| {SIZES[size]['name']} | {batch} | {batch / t['ours']:.1f} | {batch / t['torch']:.1f} "
         f"| {t['torch'] / t['ours']:.2f}x | {image_cols} |", flush=True)
   return target
