@@ -57,7 +57,8 @@ def _hf_config(size: str, vision: str | None = None):
       text_config=dict(vocab_size=49408, max_position_embeddings=77, bos_token_id=49406,
                        eos_token_id=49407, pad_token_id=0, projection_dim=spec["projection_dim"],
                        **spec["text"]),
-      vision_config=dict(image_size=224, **SIZES[vision or size]["vision"]),
+      vision_config=dict(image_size=224, projection_dim=spec["projection_dim"],
+                         **SIZES[vision or size]["vision"]),
       projection_dim=spec["projection_dim"])
 
 
@@ -80,18 +81,15 @@ def build(size: str, full_reference: bool):
     tensors = {k: v.detach().numpy() for k, v in ref.state_dict().items()}
     ours = fill(lambda: clip.CLIP(ours_cfg, rngs=nnx.Rngs(0)), tensors, clip.CHECKPOINT_RULES,
                 ignore=clip.IGNORED_KEYS)
-  else:
+  else:   # the same key names as CLIPModel's towers; no random init of our copy
     ref = transformers.CLIPTextModelWithProjection(cfg.text_config).eval()
+    vision = transformers.CLIPVisionModelWithProjection(cfg.vision_config)
     tensors = {k: v.detach().numpy() for k, v in ref.state_dict().items()}
-    graphdef, state = nnx.split(clip.CLIP(ours_cfg, rngs=nnx.Rngs(0)))
-    flat = dict(nnx.to_flat_state(state))
-    for keys, var in flat.items():
-      path = ".".join(str(k) for k in keys)
-      rule = next((r for r in clip.CHECKPOINT_RULES if r.match(path)), None)
-      theirs = rule.match(path) if rule else None
-      if theirs in tensors:
-        flat[keys] = var.replace(jax.numpy.asarray(rule.transform(tensors[theirs])))
-    ours = nnx.merge(graphdef, nnx.from_flat_state(flat))
+    tensors.update({k: v.detach().numpy() for k, v in vision.state_dict().items()})
+    tensors["logit_scale"] = np.asarray(2.6592, np.float32)
+    ours = fill(lambda: clip.CLIP(ours_cfg, rngs=nnx.Rngs(0)), tensors, clip.CHECKPOINT_RULES,
+                ignore=clip.IGNORED_KEYS)
+    del vision
   del tensors
   gc.collect()
   return ref, ours
