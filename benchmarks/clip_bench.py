@@ -6,7 +6,9 @@
 Random weights (no download): transformers builds `CLIPModel` from configs with the real sizes
 (OpenAI ViT-B/32: text 512 x 12, vision 768 x 12 / patch 32; OpenCLIP ViT-H/14: text 1024 x 24,
 vision 1280 x 32 / patch 14, GELU), hpprompt's converter fills our NNX CLIP from its state dict,
-so both sides run the same weights. Prints two tables:
+so both sides run the same weights (`--text_only_reference`, default h14: that size's reference is
+transformers' text tower only, beside a B/32 image tower, to fit a shared machine's memory). Prints
+two tables:
   1. reward throughput: prompts scored per second (text tower + cosine with the target embedding,
      `CLIPScorer.scores` against `get_text_features` + cosine), and one target image encoded;
      hpprompt and transformers calls alternate (interleaved), so machine load hits both alike;
