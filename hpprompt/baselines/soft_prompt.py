@@ -192,9 +192,10 @@ def train_step(state: TrainState, batch: PromptBatch, frozen: Frozen, *, loss_fn
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   aux = dict(aux)
-  logits = aux.pop("logits")
-  metrics = {"loss": value, "grad_norm": optax.tree.norm(grads),
-             "train_acc": jnp.mean(jnp.argmax(logits, -1) == batch.labels), **aux}
+  logits = aux.pop("logits", None)    # None: a task without classes (PEZ on CLIP)
+  metrics = {"loss": value, "grad_norm": optax.tree.norm(grads), **aux}
+  if logits is not None:
+    metrics["train_acc"] = jnp.mean(jnp.argmax(logits, -1) == batch.labels)
   return state.replace(step=state.step + 1, params=params, opt_state=opt_state, key=key), metrics
 
 

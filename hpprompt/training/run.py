@@ -236,6 +236,8 @@ class Run:
     return trees
 
   def save(self, step: int, trees: dict, extra: dict | None = None) -> None:
+    if step == self.saved_step:   # e.g. Ctrl-C on a checkpoint step: already saved
+      return
     meta = {"step": step, "run_id": self.run_id, "prompts": self.prompts.records, **(extra or {})}
     self.checkpointer.save(step, trees, meta)
     self.saved_step = step
