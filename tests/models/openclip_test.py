@@ -149,3 +149,18 @@ def test_encode_for_clip_layout():
   assert list(ids[0, :5]) == [49406, 320, 2368, 49407, 0] and ids[1, 76] == 49407
   ids, _ = clip_tokenizer.encode_for_clip(tok, ["a cat"], 77, bucket=8)
   assert ids.shape == (1, 8)
+
+
+def test_load_clip_dispatches_on_the_directory(tmp_path):
+  """`clip_loader.load_clip`: an OpenCLIP directory (bundled tokenizer, OpenCLIP preprocessing),
+  and 'tiny' (random, real vocabulary)."""
+  from hpprompt.models import clip_loader
+  cfg = _model_cfg(False)
+  _save(tmp_path, cfg, {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]})
+  model, tokenizer, preprocess = clip_loader.load_clip(str(tmp_path))
+  assert model.config.projection_dim == 24 and model.config.text.eos_token_id == 2
+  assert tokenizer.vocab_size == 49408 and tokenizer.decode(tokenizer.encode("a Cat")) == "a cat"
+  assert preprocess == {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25), "backend": "pil",
+                        "crop_round": True}
+  tiny, tiny_tok, tiny_pre = clip_loader.load_clip("tiny")
+  assert tiny.config.text.vocab_size == tiny_tok.vocab_size == 49408 and tiny_pre == {}
