@@ -43,9 +43,9 @@ from hpprompt.models.base import CausalLM
 from hpprompt.tasks import data
 from hpprompt.tasks.classification import ClassificationTask
 from hpprompt.training import sharding
+from hpprompt.training.progress import ProgressLine
 from hpprompt.training.run import Interrupted
 from hpprompt.training.run import Run
-from hpprompt.training.progress import ProgressLine
 from hpprompt.training.run import stop_on_sigint
 
 __all__ = ("BaselineConfig", "Interrupted", "build", "run", "scores", "train")
