@@ -5,6 +5,8 @@
 
 Logic lives in hpprompt.launch.report (tables, figures: hpprompt.report).
 """
+import sys
+
 from absl import app
 from absl import flags
 
@@ -19,7 +21,10 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:   # e.g. an unquoted glob that the shell expanded into several arguments
+    print(f"error: --runs: unexpected arguments {argv[1:]}; separate run directories with commas "
+          "and quote glob patterns.", file=sys.stderr)
+    sys.exit(2)
   cfg = report.ReportConfig(runs=tuple(FLAGS.runs or ()), out=FLAGS.out, readme=FLAGS.readme)
   sections = cli.run_main(report.run, cfg)
   for s in sections:

@@ -36,7 +36,9 @@ def expand(patterns) -> list[str]:
 
 def run(cfg: ReportConfig) -> list[report.Section]:
   paths = expand(cfg.runs)
-  command = "python experiments/report.py --runs=" + ",".join(cfg.runs) + f" --out={cfg.out}"
+  runs = ",".join(cfg.runs)
+  command = ("python experiments/report.py --runs=" + (f"'{runs}'" if glob.has_magic(runs) else runs)
+             + f" --out={cfg.out}")
   if cfg.readme:
     command += f" --readme={cfg.readme}"
   try:

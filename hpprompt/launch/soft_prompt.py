@@ -45,11 +45,11 @@ from hpprompt.tasks import data
 from hpprompt.tasks import verbalizers
 from hpprompt.tasks.classification import ClassificationTask
 from hpprompt.training import sharding
+from hpprompt.training.progress import ProgressLine
 from hpprompt.training.run import Interrupted
 from hpprompt.training.run import Run
 from hpprompt.training.run import all_finite
 from hpprompt.training.run import check_finite
-from hpprompt.training.progress import ProgressLine
 from hpprompt.training.run import stop_on_sigint
 
 __all__ = ("BaselineConfig", "Interrupted", "build", "run", "scores", "train")

@@ -92,8 +92,8 @@ def _section_markdown(section: Section, level: int, image_dir: str) -> list[str]
                                                  if r.train_seconds is not None])[0]
                                if any(r.train_seconds is not None for r in group) else None)])
   out += _table(header, rows, {"method", "LMs", "seeds", "best prompt"}) + [""]
-  out.append("Test metrics: mean ± standard error over seeds; best prompt: the highest validation "
-             "score over seeds, with its perplexity. Runs:")
+  out.append("Test metrics and curves: mean ± standard error over seeds (bands in the figures); "
+             "best prompt: the highest validation score over seeds, with its perplexity. Runs:")
   out.append("")
   header = ["run", "method", "seed", "validation"] + section.metrics + ["best prompt",
                                                                         "perplexity", "steps",

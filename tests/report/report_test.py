@@ -158,6 +158,13 @@ def test_refuses_a_directory_that_is_not_a_run(tmp_path):
   assert proc.stderr.strip().splitlines() == [
       f"error: --runs: {tmp_path / 'empty'} is not a run directory (no config.json or "
       "metrics.jsonl)."]
+  # An unquoted glob expanded by the shell: the extra directories are refused, not dropped.
+  proc = subprocess.run([sys.executable, os.path.join(REPO, "experiments", "report.py"),
+                         f"--runs={tmp_path / 'a'}", str(tmp_path / "b")],
+                        capture_output=True, text=True, cwd=REPO,
+                        env={**os.environ, "PYTHONPATH": REPO})
+  assert proc.returncode == 2 and proc.stderr.startswith("error: --runs: unexpected arguments")
+  assert len(proc.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.slow
