@@ -132,7 +132,8 @@ def open_run(cfg, record: dict) -> Run:
   try:
     with flag("workdir"):
       return Run(cfg.workdir, record, total_steps=cfg.steps, resume=cfg.resume,
-                 checkpoint_every=cfg.checkpoint_every)
+                 checkpoint_every=cfg.checkpoint_every,
+                 tensorboard=getattr(cfg, "tensorboard", False))
   except FlagError as e:
     if isinstance(e.__cause__, RunError):
       raise FlagError(e.__cause__.flag, one_line(e.__cause__)) from e.__cause__

@@ -50,6 +50,7 @@ def run(cfg: EvalConfig) -> list[dict]:
   models = {cfg.task_lm: _load(cfg.task_lm, "task_lm", cfg.dtype)}
   only = {k: (v if k == cfg.split else None) for k, v in splits.items()}
   task = fewshot.load_task(few, sharding.make_mesh(), models, spec, only)
+  task.progress = lambda line: print(line, flush=True)
   longest = validate.prompts(tuple(cfg.prompts), models[cfg.task_lm][1])
   validate.task_context(task, longest, "prompt")
   ref_name = cfg.reference_lm

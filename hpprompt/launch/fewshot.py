@@ -11,20 +11,22 @@ import jax.numpy as jnp
 from hpprompt.agent import trainer
 from hpprompt.agent.agent import PromptAgent
 from hpprompt.agent.config import PRESETS
+from hpprompt.agent.config import SELECTION
 from hpprompt.agent.config import AgentConfig
 from hpprompt.launch import cli
+from hpprompt.launch import paper
 from hpprompt.launch import validate
 from hpprompt.metrics import perplexity
 from hpprompt.models import hub
 from hpprompt.models.base import CausalLM
 from hpprompt.tasks import data
 from hpprompt.tasks import scoring
+from hpprompt.tasks import verbalizers
 from hpprompt.tasks.classification import ClassificationTask
 from hpprompt.training import sharding
 
 # CPU-sized defaults: the real SmolLM2-135M as policy and task LM on SST-2 16-shot, ~10 minutes on
-# a 2-core laptop CPU. Paper-sized runs: --steps 6000 (PIN) / 12000 (RLPrompt), --prompt_length 5,
-# --replay_batch 256, and the paper's LMs (--policy_lm facebook/opt-125m, --task_lm roberta-large).
+# a 2-core laptop CPU. The papers' set-ups: `paper.apply(cfg)` (`--paper`), hpprompt/launch/paper.py.
 CPU_AGENT_OVERRIDES = {"prompt_length": 2, "prompts_per_step": 8, "replay_batch": 32,
                        "replay_capacity": 4096, "learning_rate": 1e-3}
 
@@ -40,6 +42,8 @@ class FewShotConfig:
   template: str | None = None         # default: the data set's (MLM or causal) template
   verbalizers: tuple[str, ...] | None = None
   calibrate: bool = True               # contextual calibration (see tasks/classification.py)
+  selection: str | None = None         # best prompt by 'accuracy' or 'reward'; None: the preset's
+  truncate: bool = False               # truncate over-long masked-LM inputs (RLPrompt's sides)
   steps: int = 200
   agent: dict = dataclasses.field(default_factory=lambda: dict(CPU_AGENT_OVERRIDES))
   source_token: str | None = None
@@ -51,6 +55,7 @@ class FewShotConfig:
   checkpoint_every: int = 50
   dtype: str = "float32"
   num_devices: int | None = None
+  tensorboard: bool = False            # TensorBoard event files beside metrics.jsonl
   evaluate_test: bool = True
 
 
@@ -106,24 +111,35 @@ def load_data(cfg: FewShotConfig) -> tuple[data.DatasetSpec, dict]:
   return spec, splits
 
 
+def resolve_verbalizers(cfg, spec: data.DatasetSpec, tokenizer) -> tuple[str, ...]:
+  """--verbalizers (leading spaces as 'Ġword' or quoted), else the data set's for this tokenizer."""
+  if cfg.verbalizers:
+    with cli.flag("verbalizers"):
+      return verbalizers.parse(cfg.verbalizers)
+  with cli.flag("task_lm"):
+    return verbalizers.for_tokenizer(spec, tokenizer)
+
+
 def load_task(cfg: FewShotConfig, mesh, models: dict, spec: data.DatasetSpec,
               splits: dict) -> ClassificationTask:
   with cli.flag("task_lm"):
     model, tokenizer = models[cfg.task_lm]
   causal = isinstance(model, CausalLM)
   template = cfg.template or (spec.causal_template if causal else spec.mlm_template)
-  validate.verbalizers(spec, cfg.verbalizers)
-  words = cfg.verbalizers or spec.verbalizers
-  validate.verbalizer_tokens(tokenizer, words, "verbalizers" if cfg.verbalizers else "task_lm")
+  words = resolve_verbalizers(cfg, spec, tokenizer)
   with cli.flag("template" if cfg.template else "task_lm"):
     if ("{sentence_2}" in template) != spec.pair:
       raise ValueError(f"template {template!r} " + ("needs {sentence_2}: " if spec.pair else
                        "has {sentence_2}, but ") + f"{spec.name} is a "
                        + ("sentence-pair" if spec.pair else "single-sentence") + " data set.")
+  with cli.flag("template" if cfg.template else "verbalizers" if cfg.verbalizers else "task_lm"):
     scorer = scoring.make_scorer(model, tokenizer, template, words, mesh=mesh)
-  return ClassificationTask(scorer, splits["train"], splits["dev"],
-                            splits["test"] if cfg.evaluate_test else None,
-                            calibrate=getattr(cfg, "calibrate", False))
+  with cli.flag("selection"):
+    return ClassificationTask(scorer, splits["train"], splits["dev"],
+                              splits["test"] if cfg.evaluate_test else None,
+                              calibrate=getattr(cfg, "calibrate", False),
+                              selection=getattr(cfg, "selection", None) or "accuracy",
+                              truncate=getattr(cfg, "truncate", False))
 
 
 def load_models(cfg: FewShotConfig) -> dict:
@@ -140,9 +156,18 @@ def load_models(cfg: FewShotConfig) -> dict:
   return models
 
 
+def resolve(cfg: FewShotConfig) -> FewShotConfig:
+  """`cfg` with the preset's selection criterion filled in."""
+  if cfg.selection is None and cfg.method in SELECTION:
+    cfg = dataclasses.replace(cfg, selection=SELECTION[cfg.method])
+  return cfg
+
+
 def build(cfg: FewShotConfig) -> tuple[PromptAgent, ClassificationTask, dict]:
   """(agent, task, {name: (model, tokenizer)} of the loaded LMs)."""
+  cfg = resolve(cfg)
   agent_cfg = agent_config(cfg)
+  paper.check_models(cfg)
   with cli.flag("num_devices"):
     mesh = sharding.make_mesh(cfg.num_devices)
   spec, splits = load_data(cfg)
@@ -181,6 +206,7 @@ def add_perplexity(results: dict, cfg: FewShotConfig, models: dict) -> None:
 def run(cfg: FewShotConfig) -> dict:
   """Trains (or resumes) and evaluates; writes config, metrics, checkpoints, prompts, results."""
   cli.check_positive(cfg)
+  cfg = resolve(cfg)
   cli.check_run_dir(cfg)
   agent, task, models = build(cfg)
   run_ = cli.open_run(cfg, {**dataclasses.asdict(cfg),
@@ -188,9 +214,12 @@ def run(cfg: FewShotConfig) -> dict:
   note = validate.test_note({"test": task.test}, cfg.dataset, cfg.evaluate_test)
   if note:
     run_.print(note)
+  task.progress = run_.print             # progress lines of the test-set evaluation
   run_.print(f"{cfg.method} on {cfg.dataset} (seed {cfg.dataset_seed}): policy {cfg.policy_lm}, "
              f"task {cfg.task_lm}, {len(task.train)} train / {len(task.dev)} dev examples, "
              f"{cfg.steps} steps -> {cfg.workdir}")
+  run_.print(f"verbalizer tokens: {verbalizers.describe(task.scorer)}; best prompt by "
+             f"{task.validation_metric}")
   results = trainer.train(agent, task, run_, trainer.TrainConfig(
       steps=cfg.steps, eval_every=cfg.eval_every, log_every=cfg.log_every, seed=cfg.seed))
   run_.write_results(results)           # written before anything that could still fail

@@ -90,7 +90,7 @@ def longest_input(scorer, examples: list) -> tuple[int, int]:
 def task_context(task, prompt_tokens: int, flag_name: str) -> None:
   """prompt + template + the longest input of every split within the task LM's positions."""
   limit = _limit(task.scorer)
-  if not limit:
+  if not limit or getattr(task, "truncate", False):   # --truncate: cut as RLPrompt does
     return
   for split in ("train", "dev", "test"):
     examples = getattr(task, split)
@@ -101,7 +101,7 @@ def task_context(task, prompt_tokens: int, flag_name: str) -> None:
       raise cli.FlagError(flag_name, f"{split} example {index + 1} with the template is {tokens} "
                           f"tokens; with a {prompt_tokens}-token prompt that exceeds the task LM's "
                           f"{limit} positions. Use a shorter prompt or template, or a task LM with "
-                          "a longer context.")
+                          "a longer context (or --truncate, as RLPrompt does).")
 
 
 def policy_context(lm, prompt_length: int) -> None:

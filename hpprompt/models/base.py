@@ -18,6 +18,7 @@ from flax import nnx
 from hpprompt.models.cache import KVCache
 from hpprompt.models.cache import SharedPrefix
 from hpprompt.models.cache import make_mask
+from hpprompt.models.layers import segment_mask
 
 Array = jax.Array
 
@@ -61,16 +62,21 @@ class CausalLM(nnx.Module):
   def __call__(self, input_ids: Array | None = None, *, inputs_embeds: Array | None = None,
                attention_mask: Array | None = None, positions: Array | None = None,
                cache: KVCache | SharedPrefix | None = None,
-               compute_logits: bool = True) -> LMOutput:
+               compute_logits: bool = True, segment_ids: Array | None = None) -> LMOutput:
     """Forward over ids or embeddings [B, T]; padding may be on either side (mask [B, T]).
 
     Positions default to the count of real tokens before each token (plus the cache's), so left- and
     right-padded rows give the same outputs at their real tokens. With a `KVCache` the new tokens are
     appended to it (incremental decoding); with a `SharedPrefix` the B rows continue their prefixes,
-    which stay unchanged (scoring many continuations of the same inputs).
+    which stay unchanged (scoring many continuations of the same inputs). `segment_ids` [B, T]
+    (no cache): packed rows of several sequences (see `layers.segment_mask`; 0 marks padding).
     """
     x, attention_mask = _inputs(self, input_ids, inputs_embeds, attention_mask)
-    if cache is None:
+    if segment_ids is not None:
+      if cache is not None:
+        raise ValueError("segment_ids (packed rows) cannot be combined with a cache.")
+      mask, pos = segment_mask(segment_ids, causal=True)
+    elif cache is None:
       mask, pos = make_mask(attention_mask, causal=True)
     elif isinstance(cache, SharedPrefix):
       mask, pos = cache.attention_mask(attention_mask)
@@ -93,9 +99,15 @@ class MaskedLM(nnx.Module):
 
   def __call__(self, input_ids: Array | None = None, *, inputs_embeds: Array | None = None,
                attention_mask: Array | None = None, token_type_ids: Array | None = None,
-               positions: Array | None = None, compute_logits: bool = True) -> LMOutput:
+               positions: Array | None = None, compute_logits: bool = True,
+               segment_ids: Array | None = None) -> LMOutput:
+    """Forward over ids or embeddings [B, T] with padding mask [B, T], or packed rows of several
+    sequences with `segment_ids` [B, T] (block-diagonal attention, per-segment positions)."""
     x, attention_mask = _inputs(self, input_ids, inputs_embeds, attention_mask)
-    mask, pos = make_mask(attention_mask, causal=False)
+    if segment_ids is not None:
+      mask, pos = segment_mask(segment_ids, causal=False)
+    else:
+      mask, pos = make_mask(attention_mask, causal=False)
     if positions is not None:
       pos = positions
     hidden = self.backbone(x, mask, pos, token_type_ids)

@@ -17,7 +17,7 @@ from hpprompt.models.tokenizer import Tokenizer
 
 HUB_PATTERNS = ("config.json", "*.safetensors", "model.safetensors.index.json", "tokenizer.json",
                 "tokenizer_config.json", "vocab.json", "merges.txt", "vocab.txt",
-                "special_tokens_map.json")
+                "special_tokens_map.json", "open_clip_config.json", "open_clip_model.safetensors")
 
 
 # model_type -> module that defines `FAMILIES: dict[str, Family]` (imported on first use).
@@ -48,8 +48,10 @@ def resolve(name_or_path: str) -> str:
   try:
     return huggingface_hub.snapshot_download(name_or_path, allow_patterns=list(HUB_PATTERNS))
   except Exception as e:  # network, auth, unknown repo: one clear line
+    reason = " ".join(str(e).split())[:300]
     raise ConversionError(f"could not download {name_or_path!r} from the Hugging Face Hub "
-                          f"({type(e).__name__}: {e}). Pass a local directory instead.") from e
+                          f"({type(e).__name__}: {reason}). Pass a local directory "
+                          "instead.") from e
 
 
 def looks_local(name: str) -> bool:

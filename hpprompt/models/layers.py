@@ -151,6 +151,29 @@ def shared_prefix_attention(q: Array, k: Array, v: Array, prefix_k: Array, prefi
   return out.reshape(b, t, h, hd).astype(q.dtype)
 
 
+def segment_mask(segment_ids: Array, *, causal: bool) -> tuple[Array, Array]:
+  """Block-diagonal mask [B, 1, T, T] and per-segment positions [B, T] of packed rows.
+
+  segment_ids [B, T]: the sequence each slot belongs to, > 0 for real tokens and 0 for padding; a
+  segment's tokens are contiguous. A query attends only to keys of its own segment (and, if causal,
+  not to later ones); positions count from 0 at each segment's first token, so a packed sequence
+  gets the same positions as on its own row.
+  """
+  seg = segment_ids.astype(jnp.int32)
+  t = seg.shape[1]
+  real = seg > 0
+  attn = (seg[:, :, None] == seg[:, None, :]) & real[:, :, None] & real[:, None, :]
+  if causal:
+    attn = attn & jnp.tril(jnp.ones((t, t), bool))[None]
+  slots = jnp.arange(t, dtype=jnp.int32)
+  starts = jnp.concatenate([jnp.ones_like(seg[:, :1], bool), seg[:, 1:] != seg[:, :-1]], axis=1)
+  first = jax.lax.cummax(jnp.where(starts, slots[None], 0), axis=1)
+  positions = jnp.where(real, slots[None] - first, 0)
+  # Padding queries attend to themselves only: the softmax stays finite and their output is unused.
+  attn = attn | (~real[:, :, None] & jnp.eye(t, dtype=bool)[None])
+  return attn[:, None], positions
+
+
 class MLP(nnx.Module):
   """up -> activation -> down, optionally gated (SwiGLU: down(act(gate(x)) * up(x)))."""
 

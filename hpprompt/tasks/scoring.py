@@ -39,6 +39,35 @@ def _pad_batch(seqs: list[list[int]], length: int, pad_id: int = 0) -> tuple[np.
   return ids, mask
 
 
+def truncate(seqs: list[list[int]], max_length: int, side: str, keep_start: int = 0,
+             keep_end: int = 0) -> list[list[int]]:
+  """Sequences cut to `max_length` tokens as Hugging Face tokenizers truncate (RLPrompt's
+  `truncation=True`): the first `keep_start` and last `keep_end` tokens (the special tokens the
+  tokenizer added, e.g. RoBERTa's <s> and </s>) stay; content is dropped on the `side` given."""
+  if side not in ("left", "right"):
+    raise ValueError(f"truncation side must be 'left' or 'right', got {side!r}.")
+  room = max_length - keep_start - keep_end
+  out = []
+  for s in seqs:
+    if len(s) <= max_length:
+      out.append(s)
+      continue
+    start, content, end = s[:keep_start], s[keep_start:len(s) - keep_end], s[len(s) - keep_end:]
+    content = content[len(content) - room:] if side == "left" else content[:room]
+    out.append(start + content + end)
+  return out
+
+
+def _added_specials(tokenizer: Tokenizer) -> tuple[int, int]:
+  """(tokens added before, after) the text by `encode(..., add_special_tokens=True)`."""
+  plain = tokenizer.encode_batch(["a"], add_special_tokens=False)[0]
+  full = tokenizer.encode_batch(["a"], add_special_tokens=True)[0]
+  for i in range(len(full) - len(plain) + 1):
+    if full[i:i + len(plain)] == plain:
+      return i, len(full) - i - len(plain)
+  return 0, 0
+
+
 def verbalizer_logits(model, hidden: jax.Array, ids: jax.Array) -> jax.Array:
   """Task-LM logits of the verbalizer tokens only, from hidden states [..., D] -> [..., C]."""
   if hasattr(model, "unembed_ids"):
@@ -51,6 +80,7 @@ class _Chunk:
   cache: KVCache      # encoded inputs (rows padded to the device multiple)
   num: int            # real examples in the chunk
   longest: int        # tokens of the longest input
+  lengths: list[int]  # tokens of each real input
 
 
 class Scorer:
@@ -72,6 +102,12 @@ class Scorer:
     self.pad_id = tokenizer.special_id("pad") or 0
     self.state = sharding.replicate(self.state, self.mesh)
     self.max_positions = getattr(getattr(model, "config", None), "max_positions", None)
+    self.flops = 0          # task-LM FLOPs of the real tokens scored so far (hpprompt.metrics.flops)
+
+  @functools.cached_property
+  def flop_counter(self):
+    from hpprompt.metrics import flops  # noqa: PLC0415
+    return flops.ForwardFlops.of(self.model, self.verbalizer_ids)
 
   def prompt_text(self, prompt: str) -> str:
     return prompt
@@ -129,7 +165,9 @@ class CausalScorer(Scorer):
       ids, mask = sharding.pad_rows(ids, rows), sharding.pad_rows(mask, rows)
       mask[len(part):, 0] = True            # padding rows: one dummy token keeps softmax finite
       cache = self._encode_fn(self.state, *sharding.shard((ids, mask), self.mesh))
-      yield idx, _Chunk(cache, len(part), max(map(len, part)))
+      lengths = [len(q) for q in part]
+      self.flops += self.flop_counter.sequences(lengths, causal=True, reads=False)
+      yield idx, _Chunk(cache, len(part), max(lengths), lengths)
 
   def encode(self, examples: list[Example]):
     """The encoded inputs: kept for reuse when they fit in `cache_bytes` (training and validation
@@ -158,7 +196,9 @@ class CausalScorer(Scorer):
     last = mask.sum(1) - 1
     group = min(self.prompt_group, len(prompts))
     out = np.zeros((len(examples), len(prompts), len(self.verbalizer_ids)), np.float32)
+    cont_lengths = [len(q) for q in seqs]
     for idx, chunk in self.encode(examples):
+      self.flops += self.flop_counter.continuations(chunk.lengths, cont_lengths)
       if self.max_positions and chunk.longest + ids.shape[1] > self.max_positions:
         raise TemplateError(
             f"an input of {chunk.longest} tokens plus {ids.shape[1]} prompt/template tokens "
@@ -178,9 +218,17 @@ class CausalScorer(Scorer):
 
 
 class FullScorer(Scorer):
-  """Whole rendered sequences: masked LMs (logits at <mask>) or causal LMs (at the last token)."""
+  """Whole rendered sequences: masked LMs (logits at <mask>) or causal LMs (at the last token).
 
-  def __init__(self, *args, max_length: int | None = None, **kwargs):
+  By default sequences are packed (`pack_sequences`) into rows of `pack_length` tokens with
+  block-diagonal attention and per-segment positions, so no FLOPs go to padding; rows go through
+  in calls of `pack_tokens` tokens (the last call's rows rounded up to a power of two), so a run
+  compiles a handful of shapes (`self.shapes`). `pack_length=None`: one padded row per sequence,
+  chunks of `chunk_size` rows padded to their longest (the reference path).
+  """
+
+  def __init__(self, *args, max_length: int | None = None, pack_length: int | None = 128,
+               pack_tokens: int = 4096, truncation_side: str | None = None, **kwargs):
     super().__init__(*args, **kwargs)
     self.max_length = max_length or self.max_positions or 512
     self.masked_lm = self.template.masked_lm
@@ -188,6 +236,15 @@ class FullScorer(Scorer):
     if self.masked_lm and (self.mask_token is None or self.tokenizer.token_to_id(
         self.mask_token) is None):
       raise TemplateError("masked-LM template, but the task tokenizer has no mask token.")
+    # None: over-long inputs raise; 'right' / 'left': truncated as RLPrompt's tokenizer calls do
+    # (`truncation=True`; its evaluator sets truncation_side='left'). ClassificationTask sets it.
+    self.truncation_side = truncation_side
+    self.pack_length = pack_length
+    self.pack_tokens = pack_tokens
+    # Counters over this scorer's life: forward calls, their (rows, length) shapes, token slots
+    # computed (padding included), real tokens (FLOPs: `self.flops`).
+    self.calls, self.slots, self.tokens = 0, 0, 0
+    self.shapes: set[tuple[int, int]] = set()
 
   @functools.cached_property
   def _forward_fn(self):
@@ -200,6 +257,29 @@ class FullScorer(Scorer):
       return verbalizer_logits(model, h, verb_ids)
     return jax.jit(forward)
 
+  def _tokenize(self, texts: list[str]) -> list[list[int]]:
+    seqs = self.tokenizer.encode_batch(texts, add_special_tokens=True)
+    too_long = max(map(len, seqs))
+    if too_long > self.max_length:
+      if self.truncation_side is None:
+        raise TemplateError(f"an input is {too_long} tokens, longer than the task LM's "
+                            f"{self.max_length}; shorten the inputs (or truncate: --truncate).")
+      seqs = truncate(seqs, self.max_length, self.truncation_side,
+                      *_added_specials(self.tokenizer))
+    return seqs
+
+  @functools.cached_property
+  def _packed_fn(self):
+    graphdef = self.graphdef
+
+    def forward(state, ids, segments, verb_ids):
+      # Verbalizer logits at every slot [R, L, C]: the head's few FLOPs per token (< 1% of the
+      # encoder's) buy one compiled shape per row shape whatever the number of segments.
+      model = nnx.merge(graphdef, state)
+      hidden = model(ids, segment_ids=segments, compute_logits=False).hidden
+      return verbalizer_logits(model, hidden, verb_ids)
+    return jax.jit(forward)
+
   def _read_positions(self, seqs: list[list[int]]) -> np.ndarray:
     if not self.masked_lm:
       return np.asarray([len(s) - 1 for s in seqs], np.int32)
@@ -208,29 +288,105 @@ class FullScorer(Scorer):
     for s in seqs:
       hits = [i for i, t in enumerate(s) if t == mask_id]
       if len(hits) != 1:
-        raise TemplateError(f"expected one {self.mask_token} in the encoded input, found {len(hits)}")
+        cut = f" after {self.truncation_side} truncation" if len(s) == self.max_length else ""
+        raise TemplateError(f"expected one {self.mask_token} in the encoded input{cut}, found "
+                            f"{len(hits)}")
       pos.append(hits[0])
     return np.asarray(pos, np.int32)
 
   def class_logits(self, prompts: list[str], examples: list[Example]) -> np.ndarray:
     texts = [self.template.render(e.text, p, e.text_b, mask_token=self.mask_token or "<mask>")
              for e in examples for p in prompts]
-    seqs = self.tokenizer.encode_batch(texts, add_special_tokens=True)
-    too_long = max(map(len, seqs))
-    if too_long > self.max_length:
-      raise TemplateError(f"an input is {too_long} tokens, longer than the task LM's "
-                          f"{self.max_length}; shorten the inputs.")
+    seqs = self._tokenize(texts)
     read = self._read_positions(seqs)
+    logits = (self._padded_logits(seqs, read) if self.pack_length is None
+              else self._packed_logits(seqs, read))
+    self.tokens += sum(map(len, seqs))
+    self.flops += self.flop_counter.sequences([len(s) for s in seqs], causal=not self.masked_lm)
+    return logits.reshape(len(examples), len(prompts), -1)
+
+  def _count_call(self, shape: tuple[int, int]):
+    self.calls += 1
+    self.slots += shape[0] * shape[1]
+    self.shapes.add(tuple(shape))
+
+  def _padded_logits(self, seqs: list[list[int]], read: np.ndarray) -> np.ndarray:
+    """[S, C] logits at `read`, one padded row per sequence, chunks of `chunk_size` rows."""
     out = []
     for start in range(0, len(seqs), self.chunk_size):
       part = seqs[start:start + self.chunk_size]
       ids, mask = _pad_batch(part, _bucket(max(map(len, part)), 16), self.pad_id)
       rows = [sharding.pad_rows(x, self.chunk_size) for x in (ids, mask, read[start:start + len(part)])]
       rows[1][len(part):, 0] = True
+      self._count_call(rows[0].shape)
       logits = self._forward_fn(self.state, *sharding.shard(tuple(rows), self.mesh),
                                 self.verbalizer_ids)
       out.append(sharding.to_host(logits)[:len(part)])
-    return np.concatenate(out, 0).reshape(len(examples), len(prompts), -1)
+    return np.concatenate(out, 0)
+
+  def _packed_logits(self, seqs: list[list[int]], read: np.ndarray) -> np.ndarray:
+    """[S, C] logits at `read` from packed rows (see the class doc)."""
+    longest = max(map(len, seqs))
+    length = max(self.pack_length, _next_power_of_two(longest))
+    # Rows no longer than the model's position table (RoBERTa's starts after padding_idx + 1).
+    limit = self.max_length - getattr(getattr(self.model, "config", None), "position_offset", 0)
+    if length > limit:
+      length = max(longest, limit)
+    ids, segments, where = pack_sequences(seqs, length, self.pad_id)
+    flat_read = where[:, 0] * length + where[:, 1] + read          # slot of each read position
+    full = _bucket(max(1, self.pack_tokens // length), self.devices)
+    out = np.zeros((len(seqs), len(self.verbalizer_ids)), np.float32)
+    for start in range(0, ids.shape[0], full):
+      stop = min(start + full, ids.shape[0])
+      rows = min(full, _bucket(_next_power_of_two(stop - start), self.devices))
+      part = (sharding.pad_rows(ids[start:stop], rows),
+              sharding.pad_rows(segments[start:stop], rows))
+      self._count_call(part[0].shape)
+      logits = self._packed_fn(self.state, *sharding.shard(part, self.mesh), self.verbalizer_ids)
+      logits = sharding.to_host(logits).reshape(rows * length, -1)
+      mine = (flat_read >= start * length) & (flat_read < stop * length)
+      out[mine] = logits[flat_read[mine] - start * length]
+    return out
+
+
+def _next_power_of_two(n: int) -> int:
+  return 1 << max(0, n - 1).bit_length()
+
+
+def pack_sequences(seqs: list[list[int]], length: int,
+                   pad_id: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Packs token sequences into rows of `length` slots (best-fit decreasing).
+
+  Returns (ids [R, length], segment ids [R, length] with 1, 2, ... for the sequences of a row and 0
+  for padding, where [S, 2] = (row, first slot) of each sequence). Every sequence must fit a row.
+  """
+  order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
+  rows: list[list[int]] = []
+  by_free: list[list[int]] = [[] for _ in range(length + 1)]   # rows by their free slots
+  for i in order:
+    n = len(seqs[i])
+    if n > length:
+      raise ValueError(f"a sequence of {n} tokens does not fit in rows of {length}.")
+    free = next((f for f in range(n, length + 1) if by_free[f]), None)   # best fit
+    if free is None:
+      rows.append([])
+      row, free = len(rows) - 1, length
+    else:
+      row = by_free[free].pop()
+    rows[row].append(i)
+    by_free[free - n].append(row)
+  ids = np.full((len(rows), length), pad_id, np.int32)
+  segments = np.zeros((len(rows), length), np.int32)
+  where = np.zeros((len(seqs), 2), np.int64)
+  for r, members in enumerate(rows):
+    slot = 0
+    for k, i in enumerate(members):
+      n = len(seqs[i])
+      ids[r, slot:slot + n] = seqs[i]
+      segments[r, slot:slot + n] = k + 1
+      where[i] = (r, slot)
+      slot += n
+  return ids, segments, where
 
 
 def make_scorer(model: nnx.Module, tokenizer: Tokenizer, template: str,

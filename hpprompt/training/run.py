@@ -32,6 +32,7 @@ from hpprompt.training.checkpoint import CheckpointError
 from hpprompt.training.checkpoint import Checkpointer
 from hpprompt.training.sharding import is_main_process
 from hpprompt.training.sharding import sync_processes
+from hpprompt.training.writers import TensorBoardWriter
 
 
 class BestPrompts:
@@ -133,7 +134,7 @@ def _jsonable(value):
 
 # Config keys that may differ between a run and its --resume: a moved or copied run directory, a
 # relative path or a trailing slash, more steps.
-_RESUME_FREE = ("resume", "steps", "workdir", "run_id")
+_RESUME_FREE = ("resume", "steps", "workdir", "run_id", "tensorboard")
 
 
 def saved_steps(workdir: str) -> list[int]:
@@ -170,7 +171,8 @@ class Run:
   """One training run in `workdir`."""
 
   def __init__(self, workdir: str, config: dict, *, total_steps: int, resume: bool,
-               checkpoint_every: int, keep_prompts: int = 10, stream=None):
+               checkpoint_every: int, keep_prompts: int = 10, stream=None,
+               tensorboard: bool = False):
     self.workdir = workdir
     self.total_steps = total_steps
     self.checkpoint_every = checkpoint_every
@@ -204,6 +206,7 @@ class Run:
     if self.main:
       os.makedirs(workdir, exist_ok=True)
       _write_json(config_path, self.config)
+    self.tensorboard = TensorBoardWriter(workdir) if tensorboard and self.main else None
     sync_processes("run-init")         # every process checked the workdir before any creates it
     if not self.main and os.path.exists(config_path):   # one run id on every host (shared disk)
       with open(config_path) as f:
@@ -236,6 +239,8 @@ class Run:
     return trees
 
   def save(self, step: int, trees: dict, extra: dict | None = None) -> None:
+    if step == self.saved_step:   # e.g. Ctrl-C on a checkpoint step: already saved
+      return
     meta = {"step": step, "run_id": self.run_id, "prompts": self.prompts.records, **(extra or {})}
     self.checkpointer.save(step, trees, meta)
     self.saved_step = step
@@ -267,6 +272,8 @@ class Run:
     record = {"step": step, **_jsonable(metrics)}
     with open(self.metrics_path, "a") as f:
       f.write(json.dumps(record, allow_nan=False) + "\n")
+    if self.tensorboard is not None:
+      self.tensorboard.write(step, record)
 
   def eta(self, step: int) -> str:
     if self._first_step_time is None:
@@ -301,6 +308,8 @@ class Run:
 
   def finish(self, results: dict) -> None:
     self.write_results(results)
+    if self.main and self.tensorboard is not None:
+      self.tensorboard.close()
     self.checkpointer.close()
 
 

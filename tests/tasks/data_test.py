@@ -47,8 +47,9 @@ VERBALIZERS = {
 }
 # Rows whose text is a single space, as in RLPrompt's files (cr's test.tsv has one too, row 768).
 BLANK_TEXTS = {("cr", 1, "train"): [Example(" ", 1)], ("cr", 3, "train"): [Example(" ", 0)]}
-MLM_TEMPLATES = {"agnews": "<mask> {prompt} {sentence_1}",
-                 "dbpedia": "{prompt} <mask> : {sentence_1}"}   # the rest: the default
+# PIN/RLPrompt training templates (fsc_helpers.py): agnews its own, the rest (dbpedia included;
+# `{prompt} <mask> : {sentence_1}` is only in their evaluation script) the default.
+MLM_TEMPLATES = {"agnews": "<mask> {prompt} {sentence_1}"}
 
 
 def _all_tsvs():
