@@ -4,6 +4,7 @@
 directly. Every failure caused by a setting is raised as `cli.FlagError` naming the setting.
 """
 import dataclasses
+import os
 
 import jax.numpy as jnp
 
@@ -95,6 +96,9 @@ def load_data(cfg: FewShotConfig) -> tuple[data.DatasetSpec, dict]:
     if cfg.dataset_seed not in data.SEED_FOLDERS:
       raise ValueError(f"must be one of {sorted(data.SEED_FOLDERS)}, got {cfg.dataset_seed}.")
   splits = {}
+  if cfg.data_dir and not os.path.isdir(cfg.data_dir):
+    raise cli.FlagError("data_dir", f"{cfg.data_dir} is not a directory (expected "
+                        f"<data_dir>/{cfg.dataset}/16-<seed>/train.tsv).")
   with cli.flag("data_dir" if cfg.data_dir else "dataset"):
     for split in ("train", "dev", "test"):
       try:

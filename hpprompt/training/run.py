@@ -152,8 +152,11 @@ def check_workdir(workdir: str, resume: bool) -> None:
   parent = os.path.dirname(os.path.abspath(workdir))
   while not os.path.exists(parent):
     parent = os.path.dirname(parent)
+  if not os.path.isdir(parent):
+    raise RunError("workdir", f"{parent} is a file, so {workdir} cannot be created; choose "
+                   "another --workdir.")
   where = workdir if os.path.isdir(workdir) else parent
-  if not os.path.isdir(where) or not os.access(where, os.W_OK | os.X_OK):
+  if not os.access(where, os.W_OK | os.X_OK):
     raise RunError("workdir", f"{where} is not a writable directory; choose another --workdir.")
   steps = saved_steps(workdir)
   if resume and not steps:

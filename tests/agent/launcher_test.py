@@ -18,7 +18,7 @@ from tests import launch_utils
 
 pytestmark = pytest.mark.slow
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-_TIME_KEYS = ("time_sample", "time_reward", "time_learn")
+_TIME_KEYS = ("time_sample", "time_reward", "time_learn", "reward_flops", "reward_flops_per_s")
 
 
 def _cfg(model_dir, workdir, **kw):

@@ -88,7 +88,7 @@ CASES = [
     ("few", "source_token_unknown", ["--source_token=<nope>"], "--source_token", None),
     # run directory
     ("few", "workdir_is_file", [], "--workdir", "file_w"),
-    ("few", "workdir_under_file", ["--workdir={C}/f/w"], "--workdir", "file_f"),
+    ("few", "workdir_under_file", ["--workdir={C}/f/w"], "f is a file, so", "file_f"),
     ("few", "resume_empty_dir", ["--resume"], "--resume", "empty_w"),
     ("few", "resume_no_dir", ["--resume"], "--resume", None),
     ("few", "workdir_holds_run", [], "--workdir", "run_w"),
@@ -113,7 +113,7 @@ CASES = [
     ("soft", "prompt_past_context", ["--prompt_length=500"], "task LM's 512", None),
     ("soft", "label_not_integer", ["--data_dir={data:bad_label}"], "train.tsv:6", None),
     ("soft", "empty_dev_split", ["--data_dir={data:empty_dev}"], "dev.tsv", None),
-    ("soft", "data_dir_is_file", ["--data_dir={model:file}"], "--data_dir", None),
+    ("soft", "data_dir_is_file", ["--data_dir={model:file}"], "a_file is not a directory", None),
     ("soft", "three_verbalizers", ["--verbalizers=a,b,c"], "--verbalizers", None),
     ("soft", "template_unknown_slot", ["--template={foo} {sentence_1} {prompt}"], "--template",
      None),
