@@ -1,4 +1,5 @@
-"""Task-LM generation: token-by-token equal to transformers' step-by-step logits with the same noise."""
+"""Task-LM generation: token-by-token equal to transformers' step-by-step logits with the same
+noise."""
 import jax
 import numpy as np
 import pytest
