@@ -1,13 +1,14 @@
 """Style-transfer generation: hpprompt's jitted sampler vs transformers `generate`, same weights.
 
-  python benchmarks/style_transfer_bench.py                  # distilgpt2-sized random GPT-2 + SmolLM2
+  python benchmarks/style_transfer_bench.py                  # random GPT-2, SmolLM2
   python benchmarks/style_transfer_bench.py --quick          # fewer prompts / samples
   python benchmarks/style_transfer_bench.py --run=runs/st    # + one training step's time split
 
 Workload: P prompts x N Yelp sources x S samples with RLPrompt's template, top-k 10 sampling and
 length rule. hpprompt: one jitted call (prompts encoded once, KV cache, stops when every row has
 closed its quote). transformers: what RLPrompt's code does, one `generate(num_return_sequences=S)`
-per (prompt, source) pair with `max_new_tokens` of the source (it has no stop at `"`; post-processing
+per (prompt, source) pair with `max_new_tokens` of the source (it has no stop at `"`;
+post-processing
 cuts there). Both produce P N S post-processed outputs; the table shows seconds per workload
 (median of repeats after a warm-up call, so compilation is excluded) and outputs per second.
 With `--run`, the mean seconds of a step from that run's metrics.jsonl: policy sampling, task-LM

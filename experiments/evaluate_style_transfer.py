@@ -1,7 +1,7 @@
 """Score text style transfer outputs, or a manual prompt, with the offline evaluator.
 
-  python experiments/evaluate_style_transfer.py --outputs=runs/st/test_outputs.0to1.txt --direction=0to1
-  python experiments/evaluate_style_transfer.py --rlprompt_outputs --direction=1to0   # RLPrompt's released outputs
+  python experiments/evaluate_style_transfer.py --outputs=runs/st/out.txt --direction=0to1
+  python experiments/evaluate_style_transfer.py --rlprompt_outputs --direction=1to0  # RLPrompt's
   python experiments/evaluate_style_transfer.py --prompt="Here is the text rewritten positively:"
 
 The outputs file has one line per test input, aligned with them. Metrics: Content, Style, J(C,S),

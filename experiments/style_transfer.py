@@ -1,6 +1,6 @@
 """Text style transfer (Yelp sentiment, Shakespeare) with PIN or RLPrompt.
 
-  python experiments/style_transfer.py                                   # PIN, SmolLM2, Yelp 0to1, CPU-sized
+  python experiments/style_transfer.py                       # PIN, SmolLM2, Yelp 0to1, CPU-sized
   python experiments/style_transfer.py --method=rlprompt --direction=1to0
   python experiments/style_transfer.py --task=shakespeare --dataset_seed=1
   python experiments/style_transfer.py --paper                           # the papers' settings
@@ -24,7 +24,8 @@ D = style_transfer.StyleTransferConfig()
 flags.DEFINE_string("method", D.method, "Agent preset: pin, rlprompt, pin-td, rlprompt-rb, ...")
 flags.DEFINE_string("task", D.task, "yelp or shakespeare.")
 flags.DEFINE_string("direction", D.direction, "0to1 or 1to0 (Yelp: negative -> positive is 0to1).")
-flags.DEFINE_integer("dataset_seed", D.dataset_seed, "Shakespeare split 0-2 (100-100, 100-13, 100-21).")
+flags.DEFINE_integer("dataset_seed", D.dataset_seed,
+                     "Shakespeare split 0-2 (100-100, 100-13, 100-21).")
 flags.DEFINE_string("train_file", None, "Training sentences, one per line (default: bundled pool).")
 flags.DEFINE_string("task_lm", D.task_lm, "Task LM (generates): hub name, local HF dir, 'smollm2'.")
 flags.DEFINE_string("policy_lm", D.policy_lm, "Policy LM: hub name, local HF dir, or 'smollm2'.")

@@ -1,9 +1,13 @@
-"""Text style transfer with the prompt agent (PIN / RLPrompt): build, train, evaluate, and score outputs.
+"""Text style transfer with the prompt agent (PIN / RLPrompt): build, train, evaluate, and score
+outputs.
 
-`run(StyleTransferConfig(...))` is what `experiments/style_transfer.py` calls; `evaluate(...)` serves
+`run(StyleTransferConfig(...))` is what `experiments/style_transfer.py` calls; `evaluate(...)`
+serves
 `experiments/evaluate_style_transfer.py`. Offline components (methods.md §2.2 lists the papers'):
-  task LM / policy LM: SmolLM2-135M (the papers: GPT-2 / OPT task LMs, distilGPT-2 / OPT-125M policies);
-  content: BERTScore over SmolLM2's layer `content_layer` (the papers: RoBERTa-large layer 17), rescaled
+  task LM / policy LM: SmolLM2-135M (the papers: GPT-2 / OPT task LMs, distilGPT-2 / OPT-125M
+  policies);
+  content: BERTScore over SmolLM2's layer `content_layer` (the papers: RoBERTa-large layer 17),
+  rescaled
     with a baseline measured like bert-score's (mean P/R/F of random pairs of training sentences);
   style: logistic head on frozen SmolLM2 features trained on the training pool (the papers: a
     BERT-base Yelp classifier); any sequence-classification checkpoint by `--style_classifier`;
@@ -215,7 +219,8 @@ def run(cfg: StyleTransferConfig) -> dict:
   source = cfg.source_token or hub.document_start(cfg.policy_lm, tok)
   with cli.flag("source_token" if cfg.source_token else "policy_lm"):
     agent = PromptAgent(lm, tok, agent_cfg, source_token=source, mesh=mesh)
-  run_ = cli.open_run(cfg, {**dataclasses.asdict(cfg), "agent_config": dataclasses.asdict(agent_cfg),
+  run_ = cli.open_run(cfg, {**dataclasses.asdict(cfg),
+                            "agent_config": dataclasses.asdict(agent_cfg),
                             "components": info})
   run_.print(f"{cfg.method} on {cfg.task} {cfg.direction}: policy {cfg.policy_lm}, task "
              f"{cfg.task_lm}, style classifier {info['style_classifier']} "

@@ -1,12 +1,14 @@
 """BERTScore (Zhang et al., ICLR 2020, "BERTScore: Evaluating Text Generation with BERT", Eqs. 1-3)
 over any of our encoders, in JAX.
 
-Each sentence is embedded by the hidden states after layer `layer` (BERT/RoBERTa: the `layer`-th block's
+Each sentence is embedded by the hidden states after layer `layer` (BERT/RoBERTa: the `layer`-th
+block's
 output, as the `bert-score` package truncates the encoder; causal LMs: the same for their blocks, so
 each token sees only its left context). Tokens are greedily matched by cosine similarity:
   P = sum_i w(h_i) max_j cos(h_i, r_j) / sum_i w(h_i),  R = the same from the reference side,
   F = 2 P R / (P + R),
-with weights w = 1, or IDF over the references `log((M + 1) / (df + 1))`; the start/end special tokens
+with weights w = 1, or IDF over the references `log((M + 1) / (df + 1))`; the start/end special
+tokens
 (`<s>`, `</s>` / [CLS], [SEP]) are embedded but weigh 0. Baseline rescaling: (x - b) / (1 - b).
 A sentence with no weighted token scores 0 (the package's rule). The package pads a batch with zero
 similarities, so its max can be 0 when every real cosine is negative; we take the max over real
@@ -47,7 +49,10 @@ def layer_states(model: nnx.Module, ids: jax.Array, mask: jax.Array, layer: int)
     raise ValueError(f"BERTScore: no layer states for {type(model).__name__}; "
                      "supported: BERT, RoBERTa, Llama (SmolLM2), GPT-2.")
   for i, block in enumerate(list(model.layers)[:layer]):
-    x, _ = block(x, attn, pos, None, i) if isinstance(model, llama.Llama) else block(x, attn, None, i)
+    if isinstance(model, llama.Llama):
+      x, _ = block(x, attn, pos, None, i)
+    else:
+      x, _ = block(x, attn, None, i)
   return x
 
 

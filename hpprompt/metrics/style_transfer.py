@@ -25,7 +25,9 @@ def joint_score(content, style_correct, fluency_correct=None) -> float:
 
 
 def geometric_mean(*aggregates: float) -> float:
-  return float(np.exp(np.mean(np.log(np.asarray(aggregates, np.float64)))))
+  """exp(mean(log x)), as the evaluator (0 when any aggregate is 0)."""
+  with np.errstate(divide="ignore"):
+    return float(np.exp(np.mean(np.log(np.asarray(aggregates, np.float64)))))
 
 
 def mean_sentence_bleu(outputs: list[str], references: list[str]) -> float:

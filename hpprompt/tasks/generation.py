@@ -1,16 +1,20 @@
-"""Prompted generation by a frozen causal task LM: one jitted sampler over prompts x inputs x samples.
+"""Prompted generation by a frozen causal task LM: one jitted sampler over prompts x inputs x
+samples.
 
 RLPrompt's `PromptedGenerator.sample_generate` (methods.md §2.2): the text
 `'{prompt} "{sentence_1}" "'` is continued by top-k sampling (k = 10, temperature 1, top-p 1) for at
 most `max(1.5 n, n + 10)` new tokens (n = tokens of the source sentence), and each continuation is
-post-processed: cut at the first `"`, strip, cut after the first `.`, `!` or `?`, lower-cased for Yelp.
+post-processed: cut at the first `"`, strip, cut after the first `.`, `!` or `?`, lower-cased for
+Yelp.
 
 The prompt comes first, so it is a shared prefix. One jitted call per batch:
   1. encodes the P prompts once into a KV cache ([P] rows);
   2. repeats each prompt's cache for the N inputs and encodes `' "{sentence}" "'` ([P N] rows);
-  3. repeats each (prompt, input) cache for the S samples ([P N S] rows) and decodes token by token in
+  3. repeats each (prompt, input) cache for the S samples ([P N S] rows) and decodes token by token
+  in
      a `lax.while_loop` that stops when every row has produced a `"` (or EOS) or reached its limit.
-Sampling draws argmax(masked logits + Gumbel(fold_in(key, t))), i.e. `jax.random.categorical` over the
+Sampling draws argmax(masked logits + Gumbel(fold_in(key, t))), i.e. `jax.random.categorical` over
+the
 top-k logits, so a reference can redraw the same tokens from the same logits.
 The prompt and the rest are tokenized separately (byte-level BPE splits before the space of ` "`,
 so this equals tokenizing the whole text; tests check it).

@@ -2,7 +2,8 @@
 
 The papers use a BERT-base-uncased classifier fine-tuned on Yelp (Google-Drive download, not
 reachable offline). Offline we train one: a frozen real LM's mean-pooled final hidden states
-(SmolLM2-135M by default) and a logistic-regression head fitted by Newton's method to the L2-penalised
+(SmolLM2-135M by default) and a logistic-regression head fitted by Newton's method to the
+L2-penalised
 log-likelihood (the objective of scikit-learn's `LogisticRegression(C)`: C * sum of log losses +
 |w|^2 / 2, bias unpenalised), on the training pool only, with its held-out accuracy recorded. Any
 Hugging Face sequence-classification checkpoint (BERT / RoBERTa) plugs in instead by name or path
@@ -27,7 +28,8 @@ def _bucket(n: int, step: int) -> int:
 
 
 @functools.partial(jax.jit, static_argnames=("steps",))
-def fit_logistic(x: jax.Array, y: jax.Array, c: float, steps: int = 25) -> tuple[jax.Array, jax.Array]:
+def fit_logistic(x: jax.Array, y: jax.Array, c: float,
+                 steps: int = 25) -> tuple[jax.Array, jax.Array]:
   """Binary logistic regression: argmin C sum_i logloss(y_i, x_i w + b) + |w|^2 / 2 by Newton steps.
 
   x [N, D] (standardise it first), y [N] in {0, 1} -> (w [D], b).

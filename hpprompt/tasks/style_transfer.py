@@ -2,10 +2,13 @@
 
 Reward of a (prompt, source) pair, RLPrompt `tst_reward.py` (methods.md §2.2): the task LM draws
 N = samples x bootstraps continuations; each gets
-  r = (content + 100 P(target style | output)) / 2,  content = 100 max(BERTScore-F1(output, source), 0);
+  r = (content + 100 P(target style | output)) / 2,  content = 100 max(BERTScore-F1(output,
+  source), 0);
 the N rewards are cut into `bootstraps` consecutive chunks, each chunk's max is kept, and the pair's
-reward is the mean of those maxima. In training, rewards are z-scored per source sentence over all the
-bootstrap maxima of the step's pairs with that source (population std, + 1e-4), and the agent rescales
+reward is the mean of those maxima. In training, rewards are z-scored per source sentence over all
+the
+bootstrap maxima of the step's pairs with that source (population std, + 1e-4), and the agent
+rescales
 the z-scores (RLPrompt: R = 100 z - 20). Each step pairs its prompts with `sources_per_step`
 consecutive training sentences (RLPrompt: 2 sentences x 4 prompts, the file read in order).
 Fluency is not in the training reward (either paper's code); it is an evaluation metric only.
@@ -103,12 +106,13 @@ class StyleTransferTask:
     b = self.sources_per_step
     return [self.train[(step * b + i) % len(self.train)] for i in range(b)]
 
-  # ---- the agent's task interface (hpprompt.tasks.base.PromptTask) --------------------------------
+  # ---- the agent's task interface (hpprompt.tasks.base.PromptTask) ------------------------------
 
   def step_rewards(self, prompts: list[str], step: int) -> StepRewards:
     b = self.sources_per_step
     if len(prompts) % b:
-      raise ValueError(f"{len(prompts)} prompts per step is not a multiple of {b} sources per step.")
+      raise ValueError(f"{len(prompts)} prompts per step is not a multiple of {b} sources "
+                       "per step.")
     per = len(prompts) // b
     self.timings.update(generate=0.0, score=0.0)
     key = jax.random.fold_in(jax.random.PRNGKey(self.seed), step)

@@ -9,7 +9,8 @@ import pytest
 from hpprompt.metrics import bertscore
 from hpprompt.models import hub
 
-# No empty sentence: the package fails on one under transformers 5 (build_inputs_with_special_tokens).
+# No empty sentence: the package fails on one under transformers 5
+# (build_inputs_with_special_tokens).
 CANDS = ["the food was great and the staff friendly .", "a terrible movie",
          "it was okay , not bad", "great great great"]
 REFS = ["the food was bad and the staff rude .", "a great movie indeed", "it was not okay", "bad"]

@@ -1,4 +1,5 @@
-"""Task-LM generation: token-by-token equal to transformers' step-by-step logits with the same noise."""
+"""Task-LM generation: token-by-token equal to transformers' step-by-step logits with the same
+noise."""
 import jax
 import numpy as np
 import pytest
@@ -31,21 +32,22 @@ def test_split_tokenization_equals_whole(tiny_lm):
       assert pids + iids == tok.encode(generation.TEMPLATE.format(prompt=p, sentence_1=s))
 
 
-@pytest.mark.parametrize("top_k", [10, None])
-def test_sampler_equals_transformers_step_by_step(tiny_gpt2_dir, tiny_lm, top_k):
+def test_sampler_equals_transformers_step_by_step(tiny_gpt2_dir, tiny_lm, top_k=10):
   torch = pytest.importorskip("torch")
   transformers = pytest.importorskip("transformers")
   ref = transformers.GPT2LMHeadModel.from_pretrained(tiny_gpt2_dir).eval()
   gen = generation.Generator(*tiny_lm, top_k=top_k)
   key = jax.random.PRNGKey(3)
-  samples = 3
+  samples = 2
   tokens, lengths = gen.sample_ids(PROMPTS, SOURCES, samples, key)
   p, n, s, t_max = tokens.shape
-  assert (p, n, s) == (3, 2, 3) and lengths.shape == (3, 2, 3)
+  assert (p, n, s) == (3, 2, 2) and lengths.shape == (3, 2, 2)
   prompt_seqs, input_seqs, limits = gen.encode(PROMPTS, SOURCES)
+  # The jitted call ran on prompts padded to 4 (a power of two): rows are laid out (4, n, s).
+  padded_p = 4
   stop = np.asarray(gen.stop_table)
   vocab = stop.shape[0]
-  noise = [np.asarray(jax.random.gumbel(jax.random.fold_in(key, t), (p * n * s, vocab)))
+  noise = [np.asarray(jax.random.gumbel(jax.random.fold_in(key, t), (padded_p * n * s, vocab)))
            for t in range(t_max)]
   for i in range(p):
     for j in range(n):
