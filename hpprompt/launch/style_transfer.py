@@ -201,6 +201,7 @@ def run(cfg: StyleTransferConfig) -> dict:
   """Trains (or resumes), selects the best prompt on dev, writes test outputs and results."""
   cli.check_positive(cfg, cli.RUN_COUNTS + ("num_samples", "num_bootstraps", "sources_per_step",
                                             "eval_samples"))
+  cli.check_run_dir(cfg)                # before any model is loaded
   agent_cfg = agent_config(cfg)
   with cli.flag("prompts_per_step"):
     if agent_cfg.prompts_per_step % cfg.sources_per_step:
