@@ -166,6 +166,8 @@ def paper_row(name, args, peak):
         parts[key].append(value)
   med = {k: statistics.median(v) for k, v in parts.items()}
   memory = _peak_rss_gib()
+  if not args.reward_repeats:
+    return dict(name=name, med=med, memory=memory, peak=peak)
   texts = [scorer.template.render(e.text, p, mask_token="<mask>") for e in train for p in prompts]
   lengths = [len(task_tok.encode(t, add_special_tokens=True)) for t in texts]
   padded = scoring.make_scorer(task_lm, task_tok, MLM_TEMPLATE, VERBALIZERS, pack_length=None)
@@ -207,6 +209,9 @@ def print_paper_rows(rows):
           f"{m['sample'] + m['reward'] + m['learn']:.2f} | {m['flops'] / 1e12:.2f} | "
           f"{rate / 1e9:.1f} | {100 * rate / r['peak']:.0f}% | {r['memory']:.2f} | "
           f"{OFFICIAL.get(r['name'], float('nan')):.1f} |")
+  rows = [r for r in rows if "rt" in r]
+  if not rows:
+    return
   print("\nReward of the same prompts, interleaved (median s): hpprompt packed / padded / PyTorch")
   print("\n| row | tokens (mean / max) | packed (s) | padded (s) | PyTorch (s) | padded / packed "
         "| PyTorch / packed | slots computed: packed / padded | packed shapes | max abs diff: "
