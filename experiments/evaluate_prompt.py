@@ -26,21 +26,25 @@ flags.DEFINE_string("output", None, "Write the results to this JSON file.")
 FLAGS = flags.FLAGS
 
 
-def main(argv):
-  del argv
-  logging.set_verbosity(logging.WARNING)
+def _main():
   cfg = evaluate.EvalConfig(
       prompts=tuple(FLAGS.prompt or ()), dataset=FLAGS.dataset, dataset_seed=FLAGS.dataset_seed,
       data_dir=FLAGS.data_dir, split=FLAGS.split, task_lm=FLAGS.task_lm, template=FLAGS.template,
       verbalizers=tuple(FLAGS.verbalizers) if FLAGS.verbalizers else None,
       calibrate=FLAGS.calibrate, reference_lm=FLAGS.reference_lm, dtype=FLAGS.dtype,
       output=FLAGS.output)
-  for r in cli.run_main(evaluate.run, cfg):
+  for r in evaluate.run(cfg):
     ppl = "n/a" if r["perplexity"] is None else f"{r['perplexity']:.2f}"
     cal = ", calibrated" if r["calibrated"] else ""
     print(f"{r['prompt']!r}: {r['split']} accuracy {r['accuracy']:.4f} on {r['examples']} "
           f"examples ({r['task_lm']}{cal}), perplexity {ppl} ({r['reference_lm']})")
 
 
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  cli.run_main(_main)       # every error: one line, exit 2 (--debug: traceback)
+
+
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

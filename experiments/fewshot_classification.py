@@ -7,20 +7,20 @@
 Logic lives in hpprompt.launch.fewshot; see `--helpfull` for every flag.
 """
 import dataclasses
-import sys
 
 from absl import app
 from absl import flags
 from absl import logging
 
 from hpprompt.launch import cli
+from hpprompt.launch import paper
 from hpprompt.launch import run_flags
 from hpprompt.launch import fewshot
 from hpprompt.training import sharding
 
 D = fewshot.FewShotConfig()
-flags.DEFINE_string("method", D.method, "Agent preset: pin, rlprompt, pin-td, pin-no-fluency, "
-                    "rlprompt-fluency, rlprompt-rb.")
+flags.DEFINE_string("method", D.method, "Agent preset: pin, rlprompt, pin-td, pin-v2v3, "
+                    "pin-no-fluency, rlprompt-fluency, rlprompt-rb.")
 flags.DEFINE_string("dataset", D.dataset, "Few-shot data set (sst-2, mr, cr, agnews, ...).")
 flags.DEFINE_integer("dataset_seed", D.dataset_seed, "Few-shot split 0-4 (16-100, 16-13, ...).")
 flags.DEFINE_string("data_dir", None, "Few-shot data root (default: the bundled copy).")
@@ -37,7 +37,13 @@ flags.DEFINE_integer("replay_batch", None, "Replay batch (PIN).")
 flags.DEFINE_integer("replay_capacity", None, "Replay buffer size (PIN).")
 flags.DEFINE_float("learning_rate", None, "Adam learning rate.")
 flags.DEFINE_integer("mlp_hidden", None, "Hidden width of the policy's MLP head.")
-flags.DEFINE_bool("paper", False, "Use the preset exactly as in the paper (no CPU-size overrides).")
+flags.DEFINE_bool("paper", False, "The paper's set-up (hpprompt/launch/paper.py): its policy and "
+                  "task LMs, steps, validation cadence, selection, the preset without CPU "
+                  "overrides, no calibration. Flags given explicitly still win.")
+flags.DEFINE_enum("selection", None, ["accuracy", "reward"], "Best prompt by dev accuracy or mean "
+                  "dev reward (default: the preset's; PIN presets: reward).")
+flags.DEFINE_bool("truncate", False, "Truncate over-long masked-LM inputs as RLPrompt does (right "
+                  "in training, left in evaluation) instead of stopping.")
 flags.DEFINE_string("source_token", None, "Token the prompt follows (default: the policy's BOS).")
 flags.DEFINE_string("coordinator_address", None, "jax.distributed coordinator (multi-host).")
 flags.DEFINE_integer("num_processes", None, "jax.distributed: number of processes.")
@@ -55,23 +61,29 @@ def config_from_flags() -> fewshot.FewShotConfig:
     value = getattr(FLAGS, name)
     if value is not None:
       agent[name] = None if name.endswith("top_k") and value == 0 else value
-  return dataclasses.replace(
+  cfg = dataclasses.replace(
       D, method=FLAGS.method, dataset=FLAGS.dataset, dataset_seed=FLAGS.dataset_seed,
       data_dir=FLAGS.data_dir, task_lm=FLAGS.task_lm, policy_lm=FLAGS.policy_lm,
-      calibrate=(not FLAGS.paper) if FLAGS.calibrate is None else FLAGS.calibrate,
+      calibrate=D.calibrate if FLAGS.calibrate is None else FLAGS.calibrate,
+      selection=FLAGS.selection, truncate=FLAGS.truncate,
       agent=agent, source_token=FLAGS.source_token, **run_flags.values())
+  if not FLAGS.paper:
+    return cfg
+  explicit = {name for name in FLAGS if FLAGS[name].present}
+  return paper.apply(cfg, explicit)
+
+
+def _main():
+  with cli.flag("coordinator_address"):
+    sharding.init_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+  return fewshot.run(config_from_flags())
 
 
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  with cli.flag("coordinator_address"):
-    sharding.init_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
-  try:
-    cli.run_main(fewshot.run, config_from_flags())
-  except fewshot.trainer.Interrupted:
-    sys.exit(130)
+  cli.run_main(_main)       # every error: one line, exit 2 (--debug: traceback); Ctrl-C: 130
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

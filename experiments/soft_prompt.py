@@ -9,13 +9,13 @@
 Logic lives in hpprompt.launch.soft_prompt; see `--helpfull` for every flag.
 """
 import dataclasses
-import sys
 
 from absl import app
 from absl import flags
 from absl import logging
 
 from hpprompt.launch import cli
+from hpprompt.launch import paper
 from hpprompt.launch import run_flags
 from hpprompt.launch import soft_prompt
 
@@ -42,12 +42,20 @@ flags.DEFINE_string("logp_floor", None, "InfoPrompt: InfoNCE log-prob floor (def
 flags.DEFINE_float("gamma", None, "InfoPrompt: head-loss weight (default 0.1).")
 flags.DEFINE_float("beta", None, "InfoPrompt: representation-loss weight (default 0.2).")
 flags.DEFINE_float("kl_weight", None, "InfoPrompt: KL weight (default 0.1).")
+flags.DEFINE_float("warmup_fraction", None, "Linear lr warm-up over this fraction of the steps "
+                   "(InfoPrompt's code: 0.06).")
+flags.DEFINE_bool("linear_decay", None,
+                  "Linear lr decay to 0 at the last step (InfoPrompt's code).")
+flags.DEFINE_integer("epochs", None, "Train for this many epochs (steps = epochs x batches).")
+flags.DEFINE_bool("paper", False, "The paper's set-up (hpprompt/launch/paper.py): RoBERTa-large, "
+                  "its template, prompt length, batch, optimiser, steps; InfoPrompt's released "
+                  "architecture. Flags given explicitly still win.")
 flags.DEFINE_float("target_train_acc", D.target_train_acc, "Report the first step reaching it.")
 run_flags.define(D)
 FLAGS = flags.FLAGS
 
 _OPTIONS = ("init_scale", "weight_decay", "variational_head", "prompt_generator", "gamma", "beta",
-            "kl_weight")
+            "kl_weight", "warmup_fraction", "linear_decay")
 
 
 def config_from_flags() -> soft_prompt.BaselineConfig:
@@ -56,22 +64,24 @@ def config_from_flags() -> soft_prompt.BaselineConfig:
     with cli.flag("logp_floor"):
       options["logp_floor"] = (None if FLAGS.logp_floor.lower() == "none"
                                else float(FLAGS.logp_floor))
-  return dataclasses.replace(
-      D, method=FLAGS.method, dataset=FLAGS.dataset, dataset_seed=FLAGS.dataset_seed,
+  cfg = dataclasses.replace(
+      D, method=FLAGS.method, epochs=FLAGS.epochs, dataset=FLAGS.dataset,
+      dataset_seed=FLAGS.dataset_seed,
       data_dir=FLAGS.data_dir, k_per_class=FLAGS.k_per_class, task_lm=FLAGS.task_lm,
       prompt_length=FLAGS.prompt_length, init=FLAGS.init, learning_rate=FLAGS.learning_rate,
       options=options, batch_size=FLAGS.batch_size, target_train_acc=FLAGS.target_train_acc,
       **run_flags.values())
+  if not FLAGS.paper:
+    return cfg
+  explicit = {name for name in FLAGS if FLAGS[name].present}
+  return paper.apply(cfg, explicit)
 
 
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  try:
-    cli.run_main(lambda: soft_prompt.run(config_from_flags()))
-  except soft_prompt.Interrupted:
-    sys.exit(130)
+  cli.run_main(lambda: soft_prompt.run(config_from_flags()))   # one line per error; Ctrl-C: 130
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -15,6 +15,8 @@ from hpprompt.agent.agent import PromptAgent
 from hpprompt.tasks.base import PromptTask
 from hpprompt.training.run import Interrupted  # noqa: F401  (re-exported for launchers)
 from hpprompt.training.run import Run
+from hpprompt.training.run import all_finite
+from hpprompt.training.run import check_finite
 from hpprompt.training.run import stop_on_sigint
 
 
@@ -56,6 +58,7 @@ def train(agent: PromptAgent, task: PromptTask, run: Run, cfg: TrainConfig) -> d
              "top_prompts": run.prompts.records}
   best = run.prompts.best
   if best is not None:
+    run.write_results(results)      # the prompts are kept even if the test evaluation fails
     test = task.evaluate(best["prompt"])
     results.update(test)
     shown = ", ".join(f"{k} {v:.4f}" for k, v in test.items() if isinstance(v, float))
@@ -73,9 +76,14 @@ def _loop(agent, task, run, cfg, state, step, stop) -> None:
       t1 = time.time()
       rewards = task.step_rewards(prompts, step)
       raw = np.asarray(rewards.raw)
+      check_finite(step + 1, run, reward=raw)
       t2 = time.time()
       new_state, metrics = agent.learn(new_state, rollout, raw, groups=rewards.groups,
                                        shaped=rewards.shaped)
+      # Non-finite guard: stop before this step is logged, evaluated or saved (Issue 12).
+      check_finite(step + 1, run, loss=metrics.get("loss", 0.0),
+                   gradient_norm=metrics.get("grad_norm", 0.0),
+                   policy_parameters=all_finite(new_state.train.params))
       state, step = new_state, step + 1
       t3 = time.time()
       best_i = int(np.argmax(raw))

@@ -309,11 +309,16 @@ class EmbeddingTask:
       yield idx, self.encode([examples[i] for i in idx], length, null=null, rows=chunk)
 
   def predict(self, logits_fn, examples: list[Example], length: int, *, null: bool = False,
-              chunk_size: int = 128) -> np.ndarray:
-    """Class logits [N, C] of `examples` from `logits_fn(batch) -> [B, C]`, chunk by chunk."""
+              chunk_size: int = 128, progress=None) -> np.ndarray:
+    """Class logits [N, C] of `examples` from `logits_fn(batch) -> [B, C]`, chunk by chunk;
+    `progress(done, total)` is called after each chunk."""
     out = np.zeros((len(examples), len(self.verbalizers)), np.float32)
+    done = 0
     for idx, batch in self.batches(examples, length, null=null, chunk_size=chunk_size):
       out[idx] = sharding.to_host(logits_fn(batch))[:len(idx)]
+      done += len(idx)
+      if progress is not None:
+        progress(done, len(examples))
     return out
 
   # ---- placement ---------------------------------------------------------------------------------

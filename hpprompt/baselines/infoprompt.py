@@ -13,7 +13,8 @@ the prompt, h0 = the same without it:
              z+ ~ N(mu(h), sigma(h)^2), z-_k ~ N(mu(h0), sigma(h0)^2) (same example, no prompt),
              c = mean_j (W_c stopgrad(P_j) + b_c), u(z) = W_o z + b_o;
   KL         L_KL = mean KL(N(mu, sigma^2) || N(0, I)) over the prompted + the prompt-free pass;
-  total      L = L_task + aux_weight * (L_head + L_rep + kl_weight * L_KL),
+  total      L = L_task + aux_weight * (L_head + L_rep + kl_weight * L_KL)   (variational head)
+             L = L_task + aux_weight * (L_head + L_rep)                      (LM-head default),
 
 with InfoNCE = -max(log softmax([s+, s-] / sqrt(d))[0], floor) (`hpprompt.ops.info_nce`, floor -2 as
 in the code, or none), mu(h) = A_mu h + a, log sigma(h) = clip(A_s h + b, -2, 10), gamma 0.1, beta
@@ -28,9 +29,15 @@ the floor.
 Defaults and options (baselines.md §1.5):
   * Default: one shared Lester soft prompt P [L, D], and class logits from the frozen LM's own
     verbalizer rows. Then v_c are those (frozen) rows, and the Gaussian bottleneck (mu, sigma, u)
-    only serves as the representation-loss critic.
+    only serves as the representation-loss critic. The KL term is then left out: in the released
+    code it regularises the bottleneck that classifies, and with the LM head classifying it would
+    only pull the prompted state's mu(h) towards 0 (it is still reported as `kl`).
   * `variational_head`: the code's classifier, logit_c = <u(z), v_c>, with z sampled when training
-    and z = mu when evaluating. v_c is trainable, initialised to the verbalizer rows.
+    and z = mu when evaluating. v_c is trainable, initialised to the verbalizer rows. The KL term
+    acts.
+  * The released optimiser (AdamW lr 1e-3, weight decay 0.01, 6% linear warm-up then linear decay,
+    batch 8): `warmup_fraction=0.06, linear_decay=True` (`soft_prompt.make_optimizer`), which
+    `--paper` sets with the released architecture (`--prompt_generator --variational_head`).
   * `prompt_generator`: the code's instance-dependent prompt, P(x) = W2 gelu(W1 stopgrad(h0_sum) +
     b1) + b2. h0_sum is the prompt-free hidden state at position 0 (masked LMs, as the code) or at
     the last token (causal LMs: position 0 sees no input).
@@ -222,7 +229,8 @@ def loss(params: dict, batch: PromptBatch, frozen: Frozen, key: Array, *, graphd
   l_rep = representation_loss(z_pos, z_neg, bottleneck["out"], context, beta=cfg.beta,
                               temperature=cfg.temperature, logp_floor=cfg.logp_floor)
   l_kl = gaussian_kl(mu, log_sigma) + gaussian_kl(mu0, log_sigma0)
-  total = task_loss + cfg.aux_weight * (l_head + l_rep + cfg.kl_weight * l_kl)
+  kl_term = cfg.kl_weight * l_kl if cfg.variational_head else 0.0   # only on the classifier
+  total = task_loss + cfg.aux_weight * (l_head + l_rep + kl_term)
   return total, {"logits": logits, "task_loss": task_loss, "head_loss": l_head, "rep_loss": l_rep,
                  "kl": l_kl}
 

@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from hpprompt.baselines import clip_task
 from hpprompt.baselines import embedding_task
 from hpprompt.baselines import soft_prompt
 from hpprompt.baselines.embedding_task import PromptBatch
@@ -91,10 +92,35 @@ def eval_logits(params: dict, batch: PromptBatch, frozen: Frozen, *,
   return embedding_task.class_logits(model, prompt, batch, frozen.verbalizer_ids)
 
 
+@functools.partial(jax.jit, static_argnames=("graphdef",))
+def clip_loss(params: dict, batch: clip_task.ImageBatch, frozen: Frozen, key: Array, *,
+              graphdef: nnx.GraphDef) -> tuple[Array, dict]:
+  """PEZ's CLIP loss, 1 - mean cosine with the target images, at the projected prompt."""
+  del key
+  model = nnx.merge(graphdef, frozen.lm_state)
+  prompt, ids = straight_through(params["prompt"], frozen.embeddings, frozen.allowed)
+  value, cos = clip_task.cosine_loss(model, prompt, batch)
+  return value, {"ids": ids, "clip_score": cos.mean()}
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef",))
+def clip_scores(params: dict, batch: clip_task.ImageBatch, frozen: Frozen, *,
+                graphdef: nnx.GraphDef) -> Array:
+  """[N] cosine of the hard prompt (the projection of P) with each target."""
+  model = nnx.merge(graphdef, frozen.lm_state)
+  _, prompt = project(params["prompt"], frozen.embeddings, frozen.allowed)
+  return clip_task.cosine_loss(model, prompt, batch)[1]
+
+
 class PEZ(soft_prompt.SoftPrompt):
-  """Projected-gradient hard prompt search on an `EmbeddingTask`."""
+  """Projected-gradient hard prompt search on an `EmbeddingTask` (classification: cross-entropy of
+  the verbalizers) or a `clip_task.CLIPPromptTask` (textual inversion: 1 - mean cosine)."""
   name = "pez"
   config_class = PEZConfig
+
+  @property
+  def on_clip(self) -> bool:
+    return isinstance(self.task, clip_task.CLIPPromptTask)
 
   def make_frozen(self) -> Frozen:
     table = self.task.embeddings
@@ -106,10 +132,11 @@ class PEZ(soft_prompt.SoftPrompt):
                   sharding.replicate(jnp.asarray(allowed), self.task.mesh))
 
   def loss_fn(self):
-    return loss
+    return clip_loss if self.on_clip else loss
 
   def logits_fn(self):
-    return eval_logits
+    """Eval outputs: class logits, or the [N] target cosines on CLIP."""
+    return clip_scores if self.on_clip else eval_logits
 
   def ids(self, params: dict) -> np.ndarray:
     return np.asarray(project(params["prompt"], self.frozen.embeddings, self.frozen.allowed)[0])

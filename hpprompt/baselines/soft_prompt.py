@@ -92,6 +92,13 @@ class SoftPromptConfig:
   learning_rate: float = 0.01
   weight_decay: float = 0.01    # AdamW (decoupled); PyTorch's default, as InfoPrompt's code
   grad_clip: float = 1.0        # global norm
+  # Learning-rate schedule (InfoPrompt's code: transformers' get_linear_schedule_with_warmup with 6%
+  # warm-up): linear warm-up from 0 over warmup_fraction x schedule_steps, then, with linear_decay,
+  # linear decay to 0 at schedule_steps. Constant when both are off. The launcher sets
+  # schedule_steps to the run's steps.
+  warmup_fraction: float = 0.0
+  linear_decay: bool = False
+  schedule_steps: int = 0
 
   def problems(self) -> list[tuple[str, str]]:
     """(field, message) for every invalid setting."""
@@ -105,6 +112,10 @@ class SoftPromptConfig:
         out.append((name, f"must be > 0, got {getattr(self, name)}."))
     if self.weight_decay < 0:
       out.append(("weight_decay", f"must be >= 0, got {self.weight_decay}."))
+    if not 0 <= self.warmup_fraction < 1:
+      out.append(("warmup_fraction", f"must be in [0, 1), got {self.warmup_fraction}."))
+    if (self.warmup_fraction or self.linear_decay) and self.schedule_steps < 1:
+      out.append(("schedule_steps", "a warm-up or decay needs schedule_steps >= 1."))
     return out
 
 
@@ -128,9 +139,24 @@ class TrainState:
   best_step: Array          # 0 before the first evaluation
 
 
+def learning_rate_schedule(cfg: SoftPromptConfig) -> optax.Schedule | float:
+  """The lr at update count n (0-based): n / W x lr during the W = int(warmup_fraction x S) warm-up
+  updates, then (S - n) / (S - W) x lr with `linear_decay` (else lr), S = schedule_steps."""
+  if not (cfg.warmup_fraction or cfg.linear_decay):
+    return cfg.learning_rate
+  total = cfg.schedule_steps
+  warmup = int(cfg.warmup_fraction * total)
+  after = (optax.linear_schedule(cfg.learning_rate, 0.0, max(total - warmup, 1))
+           if cfg.linear_decay else optax.constant_schedule(cfg.learning_rate))
+  if warmup == 0:
+    return after
+  return optax.join_schedules([optax.linear_schedule(0.0, cfg.learning_rate, warmup), after],
+                              [warmup])
+
+
 def make_optimizer(cfg: SoftPromptConfig) -> optax.GradientTransformation:
   return optax.chain(optax.clip_by_global_norm(cfg.grad_clip),
-                     optax.adamw(cfg.learning_rate, weight_decay=cfg.weight_decay))
+                     optax.adamw(learning_rate_schedule(cfg), weight_decay=cfg.weight_decay))
 
 
 # ---- loss and step -------------------------------------------------------------------------------
@@ -166,9 +192,10 @@ def train_step(state: TrainState, batch: PromptBatch, frozen: Frozen, *, loss_fn
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   aux = dict(aux)
-  logits = aux.pop("logits")
-  metrics = {"loss": value, "grad_norm": optax.tree.norm(grads),
-             "train_acc": jnp.mean(jnp.argmax(logits, -1) == batch.labels), **aux}
+  logits = aux.pop("logits", None)    # None: a task without classes (PEZ on CLIP)
+  metrics = {"loss": value, "grad_norm": optax.tree.norm(grads), **aux}
+  if logits is not None:
+    metrics["train_acc"] = jnp.mean(jnp.argmax(logits, -1) == batch.labels)
   return state.replace(step=state.step + 1, params=params, opt_state=opt_state, key=key), metrics
 
 

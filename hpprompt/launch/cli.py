@@ -1,14 +1,38 @@
-"""Clear command-line errors: a bad flag value gives one line naming the flag, and exit code 2."""
+"""The one error boundary of every launcher: a user error is one line `error: ...` and exit code 2.
+
+`run_main(fn, *args)` calls fn and turns every error a user can cause (flags, files, models, data,
+disk, context length, a run that went non-finite) into one line on stderr and exit 2; Ctrl-C after
+the run saved exits 130; any other exception is one line too (exit 1). `--debug` (a flag every
+launcher that imports this module gets) or HPPROMPT_DEBUG=1 shows the full traceback instead.
+`parse_flags` (pass it as `app.run(main, flags_parser=cli.parse_flags)`) does the same for flag
+syntax errors (`--steps=abc`, unknown flags).
+"""
 import contextlib
+import json
+import os
 import sys
+
+from absl import flags as absl_flags
 
 from hpprompt.models.convert.core import ConversionError
 from hpprompt.tasks.data import DataError
 from hpprompt.tasks.templates import TemplateError
+from hpprompt.training.checkpoint import CheckpointError
+from hpprompt.training.run import Interrupted
+from hpprompt.training.run import NonFiniteError
 from hpprompt.training.run import Run
+from hpprompt.training.run import RunError
+from hpprompt.training.run import check_workdir
 
-USER_ERRORS = (ConversionError, DataError, TemplateError, ValueError, FileNotFoundError,
-               ImportError)
+USER_ERRORS = (ConversionError, DataError, TemplateError, CheckpointError, ValueError,
+               FileNotFoundError, ImportError, OSError, UnicodeError)
+
+DEBUG_ENV = "HPPROMPT_DEBUG"
+try:
+  absl_flags.DEFINE_bool("debug", False, "Show the full traceback of an error (also: "
+                         f"{DEBUG_ENV}=1).")
+except absl_flags.DuplicateFlagError:
+  pass
 
 
 class FlagError(Exception):
@@ -25,15 +49,70 @@ def flag(name: str):
   except FlagError:
     raise
   except USER_ERRORS as e:
-    raise FlagError(name, str(e)) from e
+    raise FlagError(name, one_line(e)) from e
+
+
+def debug() -> bool:
+  if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+    return True
+  try:
+    return bool(absl_flags.FLAGS["debug"].value)
+  except (KeyError, absl_flags.Error):
+    return False
+
+
+def one_line(e: BaseException) -> str:
+  """The exception's message on one line (OS errors: 'what: file')."""
+  if isinstance(e, OSError) and e.strerror:
+    text = f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+  elif isinstance(e, json.JSONDecodeError):
+    text = f"invalid JSON ({e.msg} at line {e.lineno} column {e.colno})"
+  else:
+    text = str(e) or type(e).__name__
+  return " ".join(text.split())
+
+
+def error_line(e: BaseException) -> tuple[str, int]:
+  """(message, exit code) of an exception that reached the boundary."""
+  if isinstance(e, FlagError):
+    return f"error: {one_line(e)}", 2
+  if isinstance(e, NonFiniteError):
+    return f"error: {one_line(e)}", 2
+  if isinstance(e, OSError):
+    return f"error: {one_line(e)}; check the path and its permissions and free space.", 2
+  if isinstance(e, USER_ERRORS):
+    return f"error: {one_line(e)}", 2
+  return (f"error: internal error {type(e).__name__}: {one_line(e)} (rerun with --debug for the "
+          "traceback and report it).", 1)
 
 
 def run_main(fn, *args, **kwargs):
-  """Calls fn; a FlagError becomes `error: --flag: message` on stderr and exit code 2."""
+  """Calls fn; every error becomes one line `error: ...` on stderr (exit 2 for user errors)."""
   try:
     return fn(*args, **kwargs)
-  except FlagError as e:
-    print(f"error: {e}", file=sys.stderr)
+  except Interrupted:
+    sys.exit(130)
+  except (SystemExit, KeyboardInterrupt):
+    raise
+  except Exception as e:  # noqa: BLE001  (the boundary: one line unless --debug)
+    if debug():
+      raise
+    message, code = error_line(e)
+    _print_error(message)
+    sys.exit(code)
+
+
+def _print_error(message: str) -> None:
+  # Text from the command line may hold undecodable bytes (surrogate escapes): show them escaped.
+  print(message.encode("utf-8", "backslashreplace").decode("utf-8"), file=sys.stderr, flush=True)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl flag parsing with the boundary's format: `error: --flag: ...`, exit 2."""
+  try:
+    return absl_flags.FLAGS(argv)
+  except absl_flags.Error as e:
+    _print_error(f"error: {one_line(e)} (see --helpfull)")
     sys.exit(2)
 
 
@@ -50,6 +129,20 @@ def check_positive(cfg, names=RUN_COUNTS) -> None:
 
 def open_run(cfg, record: dict) -> Run:
   """The run directory of a training launcher's config (`--workdir`, `--resume`), errors named."""
-  with flag("workdir"):
-    return Run(cfg.workdir, record, total_steps=cfg.steps, resume=cfg.resume,
-               checkpoint_every=cfg.checkpoint_every)
+  try:
+    with flag("workdir"):
+      return Run(cfg.workdir, record, total_steps=cfg.steps, resume=cfg.resume,
+                 checkpoint_every=cfg.checkpoint_every,
+                 tensorboard=getattr(cfg, "tensorboard", False))
+  except FlagError as e:
+    if isinstance(e.__cause__, RunError):
+      raise FlagError(e.__cause__.flag, one_line(e.__cause__)) from e.__cause__
+    raise
+
+
+def check_run_dir(cfg) -> None:
+  """The run directory checks of `open_run`, done before any expensive work."""
+  try:
+    check_workdir(cfg.workdir, cfg.resume)
+  except RunError as e:
+    raise FlagError(e.flag, one_line(e)) from e

@@ -10,19 +10,22 @@ import jax.numpy as jnp
 from hpprompt.agent import trainer
 from hpprompt.agent.agent import PromptAgent
 from hpprompt.agent.config import PRESETS
+from hpprompt.agent.config import SELECTION
 from hpprompt.agent.config import AgentConfig
 from hpprompt.launch import cli
+from hpprompt.launch import paper
+from hpprompt.launch import validate
 from hpprompt.metrics import perplexity
 from hpprompt.models import hub
 from hpprompt.models.base import CausalLM
 from hpprompt.tasks import data
 from hpprompt.tasks import scoring
+from hpprompt.tasks import verbalizers
 from hpprompt.tasks.classification import ClassificationTask
 from hpprompt.training import sharding
 
 # CPU-sized defaults: the real SmolLM2-135M as policy and task LM on SST-2 16-shot, ~10 minutes on
-# a 2-core laptop CPU. Paper-sized runs: --steps 6000 (PIN) / 12000 (RLPrompt), --prompt_length 5,
-# --replay_batch 256, and the paper's LMs (--policy_lm facebook/opt-125m, --task_lm roberta-large).
+# a 2-core laptop CPU. The papers' set-ups: `paper.apply(cfg)` (`--paper`), hpprompt/launch/paper.py.
 CPU_AGENT_OVERRIDES = {"prompt_length": 2, "prompts_per_step": 8, "replay_batch": 32,
                        "replay_capacity": 4096, "learning_rate": 1e-3}
 
@@ -38,6 +41,8 @@ class FewShotConfig:
   template: str | None = None         # default: the data set's (MLM or causal) template
   verbalizers: tuple[str, ...] | None = None
   calibrate: bool = True               # contextual calibration (see tasks/classification.py)
+  selection: str | None = None         # best prompt by 'accuracy' or 'reward'; None: the preset's
+  truncate: bool = False               # truncate over-long masked-LM inputs (RLPrompt's sides)
   steps: int = 200
   agent: dict = dataclasses.field(default_factory=lambda: dict(CPU_AGENT_OVERRIDES))
   source_token: str | None = None
@@ -49,6 +54,7 @@ class FewShotConfig:
   checkpoint_every: int = 50
   dtype: str = "float32"
   num_devices: int | None = None
+  tensorboard: bool = False            # TensorBoard event files beside metrics.jsonl
   evaluate_test: bool = True
 
 
@@ -68,16 +74,23 @@ def agent_config(cfg: FewShotConfig) -> AgentConfig:
     if key not in fields:
       raise cli.FlagError(key, f"not an agent setting; known: {sorted(fields)}.")
   try:
-    return dataclasses.replace(base, **cfg.agent)
-  except ValueError as e:
+    agent_cfg = dataclasses.replace(base, **cfg.agent)
+  except (ValueError, TypeError) as e:
     name = next((k for k in cfg.agent if k in str(e)), "method")
-    raise cli.FlagError(name, str(e)) from e
+    raise cli.FlagError(name, cli.one_line(e)) from e
+  validate.numbers(agent_cfg)
+  validate.reward_ranges(agent_cfg)
+  return agent_cfg
 
 
 def load_data(cfg: FewShotConfig) -> tuple[data.DatasetSpec, dict]:
   """The data set's spec and its train / dev / test examples (test None when not available)."""
   with cli.flag("dataset"):
     spec = data.get_spec(cfg.dataset)
+    if cfg.dataset.startswith("glue/") or "_" in cfg.dataset:
+      few_shot = sorted(k for k in data.DATASETS if "/" not in k and "_" not in k)
+      raise ValueError(f"{cfg.dataset!r} is a tensorflow-datasets set; this launcher reads the "
+                       f"few-shot sets {few_shot}.")
   with cli.flag("dataset_seed"):
     if cfg.dataset_seed not in data.SEED_FOLDERS:
       raise ValueError(f"must be one of {sorted(data.SEED_FOLDERS)}, got {cfg.dataset_seed}.")
@@ -86,11 +99,21 @@ def load_data(cfg: FewShotConfig) -> tuple[data.DatasetSpec, dict]:
     for split in ("train", "dev", "test"):
       try:
         splits[split] = data.load_few_shot(cfg.dataset, cfg.dataset_seed, split, cfg.data_dir)
-      except data.DataError:
+      except data.MissingSplitError:
         if split != "test":
           raise
         splits[split] = None
+  validate.verbalizers(spec, cfg.verbalizers)
   return spec, splits
+
+
+def resolve_verbalizers(cfg, spec: data.DatasetSpec, tokenizer) -> tuple[str, ...]:
+  """--verbalizers (leading spaces as 'Ġword' or quoted), else the data set's for this tokenizer."""
+  if cfg.verbalizers:
+    with cli.flag("verbalizers"):
+      return verbalizers.parse(cfg.verbalizers)
+  with cli.flag("task_lm"):
+    return verbalizers.for_tokenizer(spec, tokenizer)
 
 
 def load_task(cfg: FewShotConfig, mesh, models: dict, spec: data.DatasetSpec,
@@ -99,12 +122,20 @@ def load_task(cfg: FewShotConfig, mesh, models: dict, spec: data.DatasetSpec,
     model, tokenizer = models[cfg.task_lm]
   causal = isinstance(model, CausalLM)
   template = cfg.template or (spec.causal_template if causal else spec.mlm_template)
+  words = resolve_verbalizers(cfg, spec, tokenizer)
   with cli.flag("template" if cfg.template else "task_lm"):
-    scorer = scoring.make_scorer(model, tokenizer, template, cfg.verbalizers or spec.verbalizers,
-                                 mesh=mesh)
-  return ClassificationTask(scorer, splits["train"], splits["dev"],
-                            splits["test"] if cfg.evaluate_test else None,
-                            calibrate=getattr(cfg, "calibrate", False))
+    if ("{sentence_2}" in template) != spec.pair:
+      raise ValueError(f"template {template!r} " + ("needs {sentence_2}: " if spec.pair else
+                       "has {sentence_2}, but ") + f"{spec.name} is a "
+                       + ("sentence-pair" if spec.pair else "single-sentence") + " data set.")
+  with cli.flag("template" if cfg.template else "verbalizers" if cfg.verbalizers else "task_lm"):
+    scorer = scoring.make_scorer(model, tokenizer, template, words, mesh=mesh)
+  with cli.flag("selection"):
+    return ClassificationTask(scorer, splits["train"], splits["dev"],
+                              splits["test"] if cfg.evaluate_test else None,
+                              calibrate=getattr(cfg, "calibrate", False),
+                              selection=getattr(cfg, "selection", None) or "accuracy",
+                              truncate=getattr(cfg, "truncate", False))
 
 
 def load_models(cfg: FewShotConfig) -> dict:
@@ -121,18 +152,35 @@ def load_models(cfg: FewShotConfig) -> dict:
   return models
 
 
+def resolve(cfg: FewShotConfig) -> FewShotConfig:
+  """`cfg` with the preset's selection criterion filled in."""
+  if cfg.selection is None and cfg.method in SELECTION:
+    cfg = dataclasses.replace(cfg, selection=SELECTION[cfg.method])
+  return cfg
+
+
 def build(cfg: FewShotConfig) -> tuple[PromptAgent, ClassificationTask, dict]:
   """(agent, task, {name: (model, tokenizer)} of the loaded LMs)."""
+  cfg = resolve(cfg)
   agent_cfg = agent_config(cfg)
+  paper.check_models(cfg)
   with cli.flag("num_devices"):
     mesh = sharding.make_mesh(cfg.num_devices)
   spec, splits = load_data(cfg)
   models = load_models(cfg)
   task = load_task(cfg, mesh, models, spec, splits)
   lm, tokenizer = models[cfg.policy_lm]
+  validate.policy_context(lm, agent_cfg.prompt_length)
+  validate.policy_vocab(agent_cfg, int(lm.output_embedding().shape[0]))
+  validate.task_context(task, agent_cfg.prompt_length, "prompt_length")
   source = cfg.source_token or hub.document_start(cfg.policy_lm, tokenizer)
-  with cli.flag("source_token" if cfg.source_token else "policy_lm"):
-    agent = PromptAgent(lm, tokenizer, agent_cfg, source_token=source, mesh=mesh)
+  try:
+    with cli.flag("source_token" if cfg.source_token else "policy_lm"):
+      agent = PromptAgent(lm, tokenizer, agent_cfg, source_token=source, mesh=mesh)
+  except cli.FlagError as e:
+    if "filter_top_k" in str(e):
+      raise cli.FlagError("filter_top_k", cli.one_line(e.__cause__)) from e
+    raise
   return agent, task, models
 
 
@@ -154,14 +202,23 @@ def add_perplexity(results: dict, cfg: FewShotConfig, models: dict) -> None:
 def run(cfg: FewShotConfig) -> dict:
   """Trains (or resumes) and evaluates; writes config, metrics, checkpoints, prompts, results."""
   cli.check_positive(cfg)
+  cfg = resolve(cfg)
+  cli.check_run_dir(cfg)
   agent, task, models = build(cfg)
   run_ = cli.open_run(cfg, {**dataclasses.asdict(cfg),
                            "agent_config": dataclasses.asdict(agent.cfg)})
+  note = validate.test_note({"test": task.test}, cfg.dataset, cfg.evaluate_test)
+  if note:
+    run_.print(note)
+  task.progress = run_.print             # progress lines of the test-set evaluation
   run_.print(f"{cfg.method} on {cfg.dataset} (seed {cfg.dataset_seed}): policy {cfg.policy_lm}, "
              f"task {cfg.task_lm}, {len(task.train)} train / {len(task.dev)} dev examples, "
              f"{cfg.steps} steps -> {cfg.workdir}")
+  run_.print(f"verbalizer tokens: {verbalizers.describe(task.scorer)}; best prompt by "
+             f"{task.validation_metric}")
   results = trainer.train(agent, task, run_, trainer.TrainConfig(
       steps=cfg.steps, eval_every=cfg.eval_every, log_every=cfg.log_every, seed=cfg.seed))
+  run_.write_results(results)           # written before anything that could still fail
   add_perplexity(results, cfg, models)
   if "perplexity" in results.get("best") or {}:
     run_.print(f"best prompt perplexity under {results['perplexity_lm']}: "

@@ -27,7 +27,6 @@ cached all at once. `string_test=True` uses `ClassificationTask`'s scorer for th
 import dataclasses
 import functools
 import json
-import os
 import time
 
 import jax.numpy as jnp
@@ -36,15 +35,21 @@ import numpy as np
 from hpprompt import baselines
 from hpprompt.launch import cli
 from hpprompt.launch import fewshot
+from hpprompt.launch import paper
+from hpprompt.launch import validate
 from hpprompt.metrics import classification
 from hpprompt.metrics import perplexity
 from hpprompt.models import hub
 from hpprompt.models.base import CausalLM
 from hpprompt.tasks import data
+from hpprompt.tasks import verbalizers
 from hpprompt.tasks.classification import ClassificationTask
 from hpprompt.training import sharding
+from hpprompt.training.progress import ProgressLine
 from hpprompt.training.run import Interrupted
 from hpprompt.training.run import Run
+from hpprompt.training.run import all_finite
+from hpprompt.training.run import check_finite
 from hpprompt.training.run import stop_on_sigint
 
 __all__ = ("BaselineConfig", "Interrupted", "build", "run", "scores", "train")
@@ -67,6 +72,7 @@ class BaselineConfig:
   learning_rate: float | None = None  # None: the method's default
   options: dict = dataclasses.field(default_factory=dict)   # other fields of the method's config
   steps: int = 60
+  epochs: int | None = None           # if set, steps = epochs x ceil(train examples / batch_size)
   batch_size: int = 32
   eval_every: int = 5
   log_every: int = 1
@@ -77,6 +83,7 @@ class BaselineConfig:
   seed: int = 0
   dtype: str = "float32"
   num_devices: int | None = None
+  tensorboard: bool = False            # TensorBoard event files beside metrics.jsonl
   evaluate_test: bool = True
   string_test: bool = False           # PEZ: test the string with ClassificationTask's scorer
 
@@ -99,12 +106,18 @@ def method_config(cfg: BaselineConfig):
   for key in cfg.options:
     if key not in fields:
       raise cli.FlagError(key, f"not a {cfg.method} setting; known: {sorted(fields)}.")
-  values = {"prompt_length": cfg.prompt_length, "init": cfg.init, **cfg.options}
+  values = {"prompt_length": cfg.prompt_length, "init": cfg.init, "schedule_steps": cfg.steps,
+            **cfg.options}
   if cfg.learning_rate is not None:
     values["learning_rate"] = cfg.learning_rate
-  method_cfg = config_class(**values)
+  try:
+    method_cfg = config_class(**values)
+  except (TypeError, ValueError) as e:
+    name = next((k for k in values if k in str(e)), "method")
+    raise cli.FlagError(name, cli.one_line(e)) from e
   for name, message in method_cfg.problems():
     raise cli.FlagError(name, message)
+  validate.numbers(method_cfg)
   return method_cfg
 
 
@@ -147,18 +160,32 @@ def load_model(cfg: BaselineConfig):
     return hub.load_pretrained(cfg.task_lm, dtype=getattr(jnp, cfg.dtype))
 
 
+def resolve_epochs(cfg: BaselineConfig) -> BaselineConfig:
+  """`cfg` with `steps` = epochs x batches per epoch when `epochs` is set (InfoPrompt's 30)."""
+  if cfg.epochs is None:
+    return cfg
+  with cli.flag("epochs"):
+    if cfg.epochs < 1:
+      raise ValueError(f"must be >= 1, got {cfg.epochs}.")
+  _, splits = load_data(cfg)
+  n = len(splits["train"])
+  return dataclasses.replace(cfg, steps=cfg.epochs * -(-n // min(cfg.batch_size, n)))
+
+
 def build(cfg: BaselineConfig):
   """(method, embedding task, string-prompt task) from a configuration."""
   cli.check_positive(cfg, cli.RUN_COUNTS + ("batch_size",))
+  validate.in_range("target_train_acc", cfg.target_train_acc, 0.0, 1.0)
   method_cfg = method_config(cfg)
   with cli.flag("num_devices"):
     mesh = sharding.make_mesh(cfg.num_devices)
   spec, splits = load_data(cfg)
   model, tokenizer = load_model(cfg)
   task = fewshot.load_task(cfg, mesh, {cfg.task_lm: (model, tokenizer)}, spec, splits)
+  validate.task_context(task, method_cfg.prompt_length, "prompt_length")
   with cli.flag("template" if cfg.template else "task_lm"):
     emb = baselines.EmbeddingTask(model, tokenizer, task.scorer.template,
-                                  cfg.verbalizers or spec.verbalizers, mesh=mesh)
+                                  fewshot.resolve_verbalizers(cfg, spec, tokenizer), mesh=mesh)
     emb.encode(task.train[:1], method_cfg.prompt_length)   # fail early on a bad template
   return baselines.METHODS[cfg.method](emb, method_cfg), emb, task
 
@@ -202,6 +229,8 @@ def train(method, emb, task: ClassificationTask, run: Run, cfg: BaselineConfig) 
           batch = emb.place_batch(baselines.embedding_task.take(full, rows))
         new_state, metrics = method.train_step(state, batch)
         record = _float_metrics(metrics)
+        check_finite(step + 1, run, loss=record["loss"],   # stop before logging or recording it
+                     parameters=all_finite(new_state.params))
         state, step = new_state, step + 1
         record["time_step"] = time.time() - t0
         if step % cfg.eval_every == 0 or step == cfg.steps:
@@ -248,6 +277,7 @@ def _results(method, emb, task, run, cfg, state, seconds, primary) -> dict:
              "step_reaching_target": reached, "prompt": method.describe(params),
              "top_prompts": run.prompts.records, "train_examples": len(task.train),
              "dev_examples": len(task.dev)}
+  run.write_results(results)        # kept even if an evaluation below fails
   hard = method.hard_prompt(params)
   t0 = time.time()
   if hard is not None:
@@ -262,13 +292,14 @@ def _results(method, emb, task, run, cfg, state, seconds, primary) -> dict:
     labels = [e.label for e in task.test]
     if hard is None:
       logits = emb.predict(lambda b: method.logits(params, b), task.test,
-                           method.cfg.prompt_length, null=method.eval_needs_null)
+                           method.cfg.prompt_length, null=method.eval_needs_null,
+                           progress=ProgressLine("test set", run.print))
     elif cfg.string_test:   # ClassificationTask's scorer (caches all test inputs at once)
       logits = task.scorer.class_logits([hard["prompt"]], task.test)[:, 0]
     else:                   # the same logits (tested), from the tokens the string encodes to
       ids = emb.hard_prompt_ids(hard["prompt"])
       logits = emb.predict(functools.partial(emb.logits, emb.embeddings[ids]), task.test,
-                           len(ids))
+                           len(ids), progress=ProgressLine("test set", run.print))
     test = scores(logits, labels)
     results.update(test_accuracy=test["accuracy"], test_mcc=test["mcc"],
                    test_examples=len(task.test))
@@ -280,12 +311,19 @@ def _results(method, emb, task, run, cfg, state, seconds, primary) -> dict:
 
 def run(cfg: BaselineConfig) -> dict:
   """Trains (or resumes) and evaluates; writes config, metrics, checkpoints, prompts, results."""
+  cfg = resolve_epochs(cfg)
+  paper.check_models(cfg)
+  cli.check_run_dir(cfg)
   method, emb, task = build(cfg)
   run_ = cli.open_run(cfg, {**dataclasses.asdict(cfg),
                            "method_config": dataclasses.asdict(method.cfg)})
+  note = validate.test_note({"test": task.test}, cfg.dataset, cfg.evaluate_test)
+  if note:
+    run_.print(note)
   run_.print(f"{cfg.method} on {cfg.dataset} (seed {cfg.dataset_seed}): task {cfg.task_lm}, "
              f"{len(task.train)} train / {len(task.dev)} dev examples, {cfg.steps} steps, "
              f"prompt length {method.cfg.prompt_length} -> {cfg.workdir}")
+  run_.print(f"verbalizer tokens: {verbalizers.describe(task.scorer)}")
   results = train(method, emb, task, run_, cfg)
   run_.finish(results)
   return results

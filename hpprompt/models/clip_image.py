@@ -71,12 +71,14 @@ def resize_bicubic(image: np.ndarray, height: int, width: int, *,
 
 def preprocess_image(image: np.ndarray, *, size: int = 224, crop_size: int = 224,
                      mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD,
-                     backend: str = "torchvision") -> np.ndarray:
+                     backend: str = "torchvision", crop_round: bool = False) -> np.ndarray:
   """uint8 image [H, W, 3] (or grayscale [H, W]) -> float32 pixel_values [3, crop, crop].
 
   `CLIPImageProcessor` defaults: resize the shortest side to `size` (bicubic, antialiased; the
   long side to int(size * long / short)), center crop, rescale by 1/255, normalise with the
   OpenAI CLIP mean / std. Stack results for a batch [B, 3, crop, crop].
+  `crop_round=True` places the crop as torchvision's `center_crop` does (round((h - crop) / 2),
+  OpenCLIP's transform) instead of (h - crop) // 2 (`CLIPImageProcessor`).
   """
   image = np.asarray(image)
   if image.dtype != np.uint8:
@@ -92,7 +94,10 @@ def preprocess_image(image: np.ndarray, *, size: int = 224, crop_size: int = 224
   new_long = int(size * long / short)
   new_h, new_w = (new_long, size) if w <= h else (size, new_long)
   image = resize_bicubic(image, new_h, new_w, backend=backend)
-  top, left = (new_h - crop_size) // 2, (new_w - crop_size) // 2
+  if crop_round:   # Python's round (half to even), as torchvision
+    top, left = int(round((new_h - crop_size) / 2.0)), int(round((new_w - crop_size) / 2.0))
+  else:
+    top, left = (new_h - crop_size) // 2, (new_w - crop_size) // 2
   image = image[top:top + crop_size, left:left + crop_size]
   mean = np.asarray(mean, np.float32) * 255
   std = np.asarray(std, np.float32) * 255

@@ -17,7 +17,7 @@ from hpprompt.models.tokenizer import Tokenizer
 
 HUB_PATTERNS = ("config.json", "*.safetensors", "model.safetensors.index.json", "tokenizer.json",
                 "tokenizer_config.json", "vocab.json", "merges.txt", "vocab.txt",
-                "special_tokens_map.json")
+                "special_tokens_map.json", "open_clip_config.json", "open_clip_model.safetensors")
 
 
 # model_type -> module that defines `FAMILIES: dict[str, Family]` (imported on first use).
@@ -37,6 +37,9 @@ def resolve(name_or_path: str) -> str:
     return name_or_path
   if os.path.exists(name_or_path):
     raise ConversionError(f"{name_or_path}: expected a model directory, got a file.")
+  if looks_local(name_or_path):
+    raise ConversionError(f"{name_or_path}: no such directory (a local path; hub names look like "
+                          "'gpt2' or 'org/name').")
   try:
     import huggingface_hub  # noqa: PLC0415
   except ImportError as e:
@@ -45,8 +48,21 @@ def resolve(name_or_path: str) -> str:
   try:
     return huggingface_hub.snapshot_download(name_or_path, allow_patterns=list(HUB_PATTERNS))
   except Exception as e:  # network, auth, unknown repo: one clear line
+    reason = " ".join(str(e).split())[:300]
     raise ConversionError(f"could not download {name_or_path!r} from the Hugging Face Hub "
-                          f"({type(e).__name__}: {e}). Pass a local directory instead.") from e
+                          f"({type(e).__name__}: {reason}). Pass a local directory "
+                          "instead.") from e
+
+
+def looks_local(name: str) -> bool:
+  """A name that can only be a local path, never a hub repository id ('name' or 'org/name')."""
+  expanded = os.path.expanduser(name)
+  if name.startswith(("/", ".", "~")) or os.sep + os.sep in name or name.count("/") > 1:
+    return True
+  if "\\" in name or name.endswith("/"):
+    return True
+  head = expanded.split("/")[0]
+  return "/" in expanded and os.path.isdir(head)
 
 
 def _family(hf_config: dict, source: str) -> Family:
@@ -77,7 +93,17 @@ def load_pretrained(name_or_path: str, *, dtype=jnp.float32) -> tuple[nnx.Module
     from hpprompt.models import smollm2  # noqa: PLC0415
     return smollm2.load(dtype=dtype)
   model_dir = resolve(name_or_path)
-  return load_model(model_dir, dtype=dtype), Tokenizer.from_dir(model_dir)
+  return load_model(model_dir, dtype=dtype), load_tokenizer(model_dir)
+
+
+def load_tokenizer(model_dir: str) -> Tokenizer:
+  try:
+    return Tokenizer.from_dir(model_dir)
+  except ConversionError:
+    raise
+  except Exception as e:  # noqa: BLE001  (tokenizers / json raise many kinds: one clear line)
+    raise ConversionError(f"{model_dir}: could not read its tokenizer files ({type(e).__name__}: "
+                          f"{' '.join(str(e).split())[:200]}).") from e
 
 
 def document_start(name_or_path: str, tokenizer: Tokenizer) -> str | None:

@@ -12,6 +12,7 @@ from hpprompt.ops.shannon import shannon_entropy
 from hpprompt.ops.shannon import softmax
 from hpprompt.ops.soft_q import VARIANTS as SOFT_Q_VARIANTS
 from hpprompt.ops.soft_q import soft_q_loss
+from hpprompt.ops.soft_q import soft_q_td
 from hpprompt.ops.soft_q import soft_q_v1
 from hpprompt.ops.soft_q import soft_q_v2
 from hpprompt.ops.soft_q import soft_q_v2_v3
@@ -26,6 +27,6 @@ from hpprompt.ops.target import polyak_update
 __all__ = (
     "DEFAULT_TOP_K", "Regularizer", "SOFT_Q_VARIANTS", "gap_reward", "get_regularizer", "info_nce",
     "logsumexp", "polyak_update", "rescale", "shannon_entropy", "shannon_regularizer", "soft_q_loss",
-    "soft_q_v1", "soft_q_v2", "soft_q_v2_v3", "soft_q_v3", "softmax", "sparsemax",
+    "soft_q_td", "soft_q_v1", "soft_q_v2", "soft_q_v2_v3", "soft_q_v3", "softmax", "sparsemax",
     "sparsemax_threshold", "spmax", "tsallis_entropy", "tsallis_regularizer", "zscore",
 )

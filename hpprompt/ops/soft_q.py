@@ -9,6 +9,14 @@ RLPrompt, spmax for PIN, see `regularizers.py`):
   v2  L_t = (A_t - [g V'_{t+1} 1(t<T-1) + R 1(t=T-1) - V'_t])^2      single-step consistency
   v3  L_t = (sum_{k>=t} g^{k-t} A_k - (g^{T-1-t} R - V'_t))^2         multi-step path consistency
   v2_v3 = (v2 + v3) / 2,       loss = sum_t L_t.
+  td  L_t = (Q_t - [R 1(t=T-1) + g V'_{t+1} 1(t<T-1)])^2             one-step TD (PIN Eq. 5)
+
+`td` is the Bellman target of PIN's paper (Choi et al. 2024, Eq. 5 and Algorithm 1): Q_t regressed
+onto the final reward at the last step and onto g V'(s_{t+1}) otherwise, V' = alpha spmax of the
+target network's Q-values over the filtered actions at s_{t+1} (`target_mask_t[t+1]`). The
+released PIN code computes V'_t in `sparse_ql_loss_1` but then overwrites the target with the
+Monte-Carlo one (v1, which its READMEs run); `td` is RLPrompt's unused
+`soft_q_loss_with_sparse_rewards_1` with V' = spmax (or logsumexp with the Shannon value).
 
 With g = 1 these are exactly `soft_q_loss_with_sparse_rewards_{2,3}` of RLPrompt
 (rlprompt/losses/sql_losses.py, "v2_v2r_v3_v3r" with coefficient=None) and `sparse_ql_loss_{1,2,3,2_3}`
@@ -32,7 +40,7 @@ import jax.numpy as jnp
 Array = chex.Array
 ValueFn = Callable[[Array, Array | None], Array]
 
-VARIANTS = ("v1", "v2", "v3", "v2_v3")
+VARIANTS = ("v1", "v2", "v3", "v2_v3", "td")
 
 
 def _values(logits_t: Array, mask_t: Array | None, value_fn: ValueFn) -> Array:
@@ -74,15 +82,18 @@ def _step_losses(variant: str, q_t: Array, a_t: Array, reward: Array, target_q_t
   if variant == "v1":
     return jnp.where(valid, jnp.square(q_a - discounted_reward), 0.0)
 
-  adv = q_a - _values(q_t, mask_t, value_fn).astype(jnp.float32)                  # A_t
   target_v = _values(target_q_t.astype(jnp.float32), target_mask_t, value_fn)     # V'_t
   target_v = target_v.astype(jnp.float32)
   if stop_target_gradients:
     target_v = jax.lax.stop_gradient(target_v)
+  next_v = jnp.concatenate([target_v[1:], jnp.zeros(1, jnp.float32)])           # V'_{t+1}
+  if variant == "td":
+    td_target = jnp.where(last, reward, discount * next_v)
+    return jnp.where(valid, jnp.square(q_a - td_target), 0.0)
 
+  adv = q_a - _values(q_t, mask_t, value_fn).astype(jnp.float32)                  # A_t
   losses = jnp.zeros(num_steps, jnp.float32)
   if variant in ("v2", "v2_v3"):
-    next_v = jnp.concatenate([target_v[1:], jnp.zeros(1, jnp.float32)])
     target_adv = jnp.where(last, reward, discount * next_v) - target_v
     losses += jnp.where(valid, jnp.square(adv - target_adv), 0.0)
   if variant in ("v3", "v2_v3"):
@@ -103,7 +114,7 @@ def soft_q_loss(variant: str, q_t: Array, a_t: Array, reward: Array, target_q_t:
   """Soft-Q loss of one trajectory, summed over its steps.
 
   Args:
-    variant: 'v1', 'v2', 'v3' or 'v2_v3' (see the module docstring).
+    variant: 'v1', 'v2', 'v3', 'v2_v3' or 'td' (see the module docstring).
     q_t: online Q-values (logits) at s_0..s_{T-1}, [T, V].
     a_t: actions taken, int [T].
     reward: terminal (shaped) reward R, scalar.
@@ -111,7 +122,8 @@ def soft_q_loss(variant: str, q_t: Array, a_t: Array, reward: Array, target_q_t:
     value_fn: (logits [V], mask [V] | None) -> scalar, e.g. `Regularizer.value`.
     discount: g in [0, 1].
     mask_t: optional boolean [T, V] action filter (PIN's ignorable-token filter) for V_t.
-    target_mask_t: filter for V'_t; defaults to `mask_t` (PIN's v2_v3 uses the same masks).
+    target_mask_t: filter for V'_t; defaults to `mask_t` (PIN's v2_v3 uses the same masks; in
+      `td`, V'_{t+1} = V(target_q_t[t+1] over target_mask_t[t+1]), the filter F_I of Eq. 5).
     length: optional number of valid steps (<= T); later steps are ignored.
     stop_target_gradients: stop gradients through V'_t and R.
 
@@ -141,3 +153,9 @@ def soft_q_v3(q_t, a_t, reward, target_q_t, **kwargs) -> Array:
 def soft_q_v2_v3(q_t, a_t, reward, target_q_t, **kwargs) -> Array:
   """Average of v2 and v3, RLPrompt's default loss. See `soft_q_loss`."""
   return soft_q_loss("v2_v3", q_t, a_t, reward, target_q_t, **kwargs)
+
+
+def soft_q_td(q_t, a_t, reward, target_q_t, **kwargs) -> Array:
+  """One-step TD regression of Q_t onto R (last step) or g V'_{t+1} (PIN Eq. 5); see `soft_q_loss`.
+  """
+  return soft_q_loss("td", q_t, a_t, reward, target_q_t, **kwargs)

@@ -11,6 +11,7 @@ The tensorflow-datasets loaders go through `tfds.data_source` (array_record; no 
 import csv
 import dataclasses
 import importlib.resources
+import io
 import os
 
 import numpy as np
@@ -21,6 +22,10 @@ SPLITS = ("train", "dev", "test")
 
 class DataError(ValueError):
   """Bad data set name, split, seed or file."""
+
+
+class MissingSplitError(DataError):
+  """The data set has no file for the asked split (e.g. no test set)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +43,9 @@ class DatasetSpec:
   mlm_template: str = "{sentence_1} {prompt} <mask> ."
   causal_template: str = "{sentence_1} {prompt}"
   pair: bool = False
+  # Single-token replacements, tried in order when a paper verbalizer is several tokens of the task
+  # tokenizer (`hpprompt.tasks.verbalizers.for_tokenizer`); documented in hpprompt/data/README.md.
+  alternatives: tuple[tuple[str, ...], ...] = ()
 
   @property
   def num_classes(self) -> int:
@@ -45,6 +53,11 @@ class DatasetSpec:
 
 
 _SENTIMENT2 = (" terrible", " great")
+_DBPEDIA = (" Company", " Education", " Artist", " Sports", " Office", " Transportation",
+            " Building", " Natural", " Village", " Animal", " Plant", " Album", " Film", " Written")
+# Pair tasks with a masked LM: the prompt before the question mark and <mask> (as in the default
+# single-sentence template, where it precedes <mask>).
+_PAIR_MLM = "{sentence_1} {prompt} ? <mask> , {sentence_2}"
 # Verbalizers of RLPrompt `fsc_helpers.py` as text ('Ġ' = leading space); see hpprompt/data/README.md.
 DATASETS: dict[str, DatasetSpec] = {s.name: s for s in (
     DatasetSpec("sst-2", _SENTIMENT2),
@@ -58,18 +71,21 @@ DATASETS: dict[str, DatasetSpec] = {s.name: s for s in (
     DatasetSpec("subj", (" subjective", " objective")),
     DatasetSpec("trec", (" Description", " Entity", " Expression", " Human", " Location",
                          " Number")),
+    # SmolLM2 splits 'sports' and 'politics': the same words with a leading space instead.
     DatasetSpec("yahoo", ("culture", "science", "health", "education", "computer", "sports",
-                          "business", "music", "family", "politics")),
-    DatasetSpec("dbpedia", (" Company", " Education", " Artist", " Sports", " Office",
-                            " Transportation", " Building", " Natural", " Village", " Animal",
-                            " Plant", " Album", " Film", " Written"),
-                mlm_template="{prompt} <mask> : {sentence_1}"),
+                          "business", "music", "family", "politics"),
+                alternatives=((" culture", " science", " health", " education", " computer",
+                               " sports", " business", " music", " family", " politics"),)),
+    # Trains with RLPrompt/PIN's default template: `{prompt} <mask> : {sentence_1}` is only in
+    # their evaluation script (run_eval.py), never used for training. SmolLM2 splits ' Album'.
+    DatasetSpec("dbpedia", _DBPEDIA,
+                alternatives=(_DBPEDIA[:11] + (" album",) + _DBPEDIA[12:],)),
     # GLUE (InfoPrompt's tasks), read through tensorflow-datasets.
     DatasetSpec("glue/sst2", _SENTIMENT2),
     DatasetSpec("glue/cola", (" wrong", " correct")),
-    DatasetSpec("glue/rte", (" Yes", " No"), mlm_template="{sentence_1} ? <mask> , {sentence_2}",
+    DatasetSpec("glue/rte", (" Yes", " No"), mlm_template=_PAIR_MLM,
                 causal_template="{sentence_1} ? {sentence_2} {prompt}", pair=True),
-    DatasetSpec("glue/mrpc", (" No", " Yes"), mlm_template="{sentence_1} ? <mask> , {sentence_2}",
+    DatasetSpec("glue/mrpc", (" No", " Yes"), mlm_template=_PAIR_MLM,
                 causal_template="{sentence_1} ? {sentence_2} {prompt}", pair=True),
     DatasetSpec("ag_news_subset", ("World", "Sports", "Business", "Tech"),
                 mlm_template="<mask> {prompt} {sentence_1}"),
@@ -92,8 +108,20 @@ def read_tsv(path: str) -> list[Example]:
   """RLPrompt TSV: header, text column 'sentence' or 'text', integer 'label'; CSV quoting."""
   if not os.path.exists(path):
     raise DataError(f"data file not found: {path}")
-  with open(path, newline="", encoding="utf-8") as f:
-    rows = list(csv.reader(f, delimiter="\t"))
+  if os.path.isdir(path):
+    raise DataError(f"{path}: a directory, expected a TSV file")
+  with open(path, "rb") as f:
+    raw = f.read()
+  try:
+    text = raw.decode("utf-8")
+  except UnicodeDecodeError as e:
+    row = raw[:e.start].count(b"\n") + 1
+    raise DataError(f"{path}:{row}: not UTF-8 (byte 0x{raw[e.start]:02x}); save the file as "
+                    "UTF-8") from None
+  try:
+    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter="\t"))
+  except csv.Error as e:
+    raise DataError(f"{path}: malformed TSV ({e})") from None
   if not rows:
     raise DataError(f"{path}: empty file")
   header = rows[0]
@@ -105,7 +133,11 @@ def read_tsv(path: str) -> list[Example]:
   for n, row in enumerate(rows[1:], start=2):
     if len(row) != len(header):
       raise DataError(f"{path}:{n}: expected {len(header)} fields, got {len(row)}")
-    out.append(Example(text=row[ti], label=int(row[li])))
+    try:
+      label = int(row[li])
+    except ValueError:
+      raise DataError(f"{path}:{n}: label {row[li]!r} is not an integer class index") from None
+    out.append(Example(text=row[ti], label=label))
   return out
 
 
@@ -132,12 +164,18 @@ def load_few_shot(name: str, seed: int, split: str, data_dir: str | None = None)
   if split == "test" and not os.path.exists(path):
     path = os.path.join(root, name, "test.tsv")
     if not os.path.exists(path):
-      raise DataError(f"no test set for {name!r} under {root}: the bundled data has test sets for "
-                      "sst-2, sst-5, mr, cr, subj, trec only; pass --data_dir with the full layout.")
+      raise MissingSplitError(f"no test set for {name!r} under {root}: the bundled data has "
+                              "test sets for sst-2, sst-5, mr, cr, subj, trec only; pass "
+                              "--data_dir with the full layout.")
+  if not os.path.exists(path):
+    raise MissingSplitError(f"no {split} set for {name!r}: {path} not found.")
   examples = read_tsv(path)
-  bad = {e.label for e in examples} - set(range(spec.num_classes))
-  if bad:
-    raise DataError(f"{path}: labels {sorted(bad)} outside 0..{spec.num_classes - 1}")
+  if not examples:
+    raise DataError(f"{path}: no examples (only a header); the {split} split needs at least one.")
+  for row, e in enumerate(examples, start=2):
+    if not 0 <= e.label < spec.num_classes:
+      raise DataError(f"{path}:{row}: label {e.label} outside 0..{spec.num_classes - 1} of "
+                      f"{name!r}")
   return examples
 
 

@@ -39,6 +39,35 @@ def _pad_batch(seqs: list[list[int]], length: int, pad_id: int = 0) -> tuple[np.
   return ids, mask
 
 
+def truncate(seqs: list[list[int]], max_length: int, side: str, keep_start: int = 0,
+             keep_end: int = 0) -> list[list[int]]:
+  """Sequences cut to `max_length` tokens as Hugging Face tokenizers truncate (RLPrompt's
+  `truncation=True`): the first `keep_start` and last `keep_end` tokens (the special tokens the
+  tokenizer added, e.g. RoBERTa's <s> and </s>) stay; content is dropped on the `side` given."""
+  if side not in ("left", "right"):
+    raise ValueError(f"truncation side must be 'left' or 'right', got {side!r}.")
+  room = max_length - keep_start - keep_end
+  out = []
+  for s in seqs:
+    if len(s) <= max_length:
+      out.append(s)
+      continue
+    start, content, end = s[:keep_start], s[keep_start:len(s) - keep_end], s[len(s) - keep_end:]
+    content = content[len(content) - room:] if side == "left" else content[:room]
+    out.append(start + content + end)
+  return out
+
+
+def _added_specials(tokenizer: Tokenizer) -> tuple[int, int]:
+  """(tokens added before, after) the text by `encode(..., add_special_tokens=True)`."""
+  plain = tokenizer.encode_batch(["a"], add_special_tokens=False)[0]
+  full = tokenizer.encode_batch(["a"], add_special_tokens=True)[0]
+  for i in range(len(full) - len(plain) + 1):
+    if full[i:i + len(plain)] == plain:
+      return i, len(full) - i - len(plain)
+  return 0, 0
+
+
 def verbalizer_logits(model, hidden: jax.Array, ids: jax.Array) -> jax.Array:
   """Task-LM logits of the verbalizer tokens only, from hidden states [..., D] -> [..., C]."""
   if hasattr(model, "unembed_ids"):
@@ -199,7 +228,7 @@ class FullScorer(Scorer):
   """
 
   def __init__(self, *args, max_length: int | None = None, pack_length: int | None = 128,
-               pack_tokens: int = 4096, **kwargs):
+               pack_tokens: int = 4096, truncation_side: str | None = None, **kwargs):
     super().__init__(*args, **kwargs)
     self.max_length = max_length or self.max_positions or 512
     self.masked_lm = self.template.masked_lm
@@ -207,6 +236,9 @@ class FullScorer(Scorer):
     if self.masked_lm and (self.mask_token is None or self.tokenizer.token_to_id(
         self.mask_token) is None):
       raise TemplateError("masked-LM template, but the task tokenizer has no mask token.")
+    # None: over-long inputs raise; 'right' / 'left': truncated as RLPrompt's tokenizer calls do
+    # (`truncation=True`; its evaluator sets truncation_side='left'). ClassificationTask sets it.
+    self.truncation_side = truncation_side
     self.pack_length = pack_length
     self.pack_tokens = pack_tokens
     # Counters over this scorer's life: forward calls, their (rows, length) shapes, token slots
@@ -224,6 +256,17 @@ class FullScorer(Scorer):
       h = jnp.take_along_axis(hidden, read[:, None, None], axis=1)[:, 0]
       return verbalizer_logits(model, h, verb_ids)
     return jax.jit(forward)
+
+  def _tokenize(self, texts: list[str]) -> list[list[int]]:
+    seqs = self.tokenizer.encode_batch(texts, add_special_tokens=True)
+    too_long = max(map(len, seqs))
+    if too_long > self.max_length:
+      if self.truncation_side is None:
+        raise TemplateError(f"an input is {too_long} tokens, longer than the task LM's "
+                            f"{self.max_length}; shorten the inputs (or truncate: --truncate).")
+      seqs = truncate(seqs, self.max_length, self.truncation_side,
+                      *_added_specials(self.tokenizer))
+    return seqs
 
   @functools.cached_property
   def _packed_fn(self):
@@ -245,18 +288,16 @@ class FullScorer(Scorer):
     for s in seqs:
       hits = [i for i, t in enumerate(s) if t == mask_id]
       if len(hits) != 1:
-        raise TemplateError(f"expected one {self.mask_token} in the encoded input, found {len(hits)}")
+        cut = f" after {self.truncation_side} truncation" if len(s) == self.max_length else ""
+        raise TemplateError(f"expected one {self.mask_token} in the encoded input{cut}, found "
+                            f"{len(hits)}")
       pos.append(hits[0])
     return np.asarray(pos, np.int32)
 
   def class_logits(self, prompts: list[str], examples: list[Example]) -> np.ndarray:
     texts = [self.template.render(e.text, p, e.text_b, mask_token=self.mask_token or "<mask>")
              for e in examples for p in prompts]
-    seqs = self.tokenizer.encode_batch(texts, add_special_tokens=True)
-    too_long = max(map(len, seqs))
-    if too_long > self.max_length:
-      raise TemplateError(f"an input is {too_long} tokens, longer than the task LM's "
-                          f"{self.max_length}; shorten the inputs.")
+    seqs = self._tokenize(texts)
     read = self._read_positions(seqs)
     logits = (self._padded_logits(seqs, read) if self.pack_length is None
               else self._packed_logits(seqs, read))

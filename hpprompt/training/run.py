@@ -4,20 +4,35 @@ A run directory holds `config.json` (everything needed to reproduce it), `metric
 record per logged step), `checkpoints/` (Orbax), `prompts.csv` (best prompts by validation score) and
 `results.json` (final evaluation). Resuming truncates `metrics.jsonl` to the restored step, so a resumed
 run's files equal an uninterrupted run's.
+
+A run is identified by the `run_id` in its config.json (also stored in every checkpoint), not by its
+path: a moved or copied directory resumes. A directory without a finished checkpoint is a run that
+died early and is reused by the next run; `--resume` needs a checkpoint. Restoring checks each
+checkpoint's checksums and falls back to the newest intact one (`checkpoint.py`). Metrics are strict
+JSON: NaN and infinities are written as null, and `check_finite` stops a run whose training
+quantities stop being finite.
 """
 import contextlib
 import csv
 import dataclasses
 import json
+import math
 import os
 import signal
 import sys
 import threading
 import time
+import uuid
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hpprompt.training.checkpoint import CheckpointError
 from hpprompt.training.checkpoint import Checkpointer
 from hpprompt.training.sharding import is_main_process
 from hpprompt.training.sharding import sync_processes
+from hpprompt.training.writers import TensorBoardWriter
 
 
 class BestPrompts:
@@ -54,7 +69,55 @@ class BestPrompts:
         w.writerow(row + ([f"{r['perplexity']:.2f}"] if ppl else []))
 
 
+class RunError(ValueError):
+  """A run directory that cannot be used as asked; `flag` is the setting to change."""
+
+  def __init__(self, flag: str, message: str):
+    super().__init__(message)
+    self.flag = flag
+
+
+class NonFiniteError(ValueError):
+  """A training quantity (loss, gradient norm, reward, parameters) became NaN or infinite."""
+
+
+def check_finite(step: int, run: "Run | None" = None, **quantities) -> None:
+  """NonFiniteError naming the step and the first non-finite quantity (scalars or arrays)."""
+  for name, value in quantities.items():
+    if isinstance(value, (bool, np.bool_)):   # a precomputed "all finite"
+      finite = bool(value)
+    else:
+      try:
+        finite = bool(np.all(np.isfinite(np.asarray(value, np.float64))))
+      except (TypeError, ValueError):
+        continue
+    if not finite:
+      kept = "" if run is None else (f"; the last good checkpoint is step {run.saved_step}"
+                                     if run.saved_step is not None else "; no checkpoint was kept")
+      what = name.replace("_", " ")
+      raise NonFiniteError(f"training stopped at step {step}: non-finite {what}{kept}; no prompt "
+                           "of that step was recorded. Lower --learning_rate.")
+
+
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+            if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.asarray(leaves)) if leaves else jnp.asarray(True)
+
+
+def all_finite(tree) -> bool:
+  """Whether every floating-point array of a pytree is finite (one device reduction)."""
+  return bool(_all_finite(tree))
+
+
+def _finite_or_none(value: float):
+  return value if math.isfinite(value) else None
+
+
 def _jsonable(value):
+  if isinstance(value, float):
+    return _finite_or_none(value)
   if dataclasses.is_dataclass(value):
     return {k: _jsonable(v) for k, v in dataclasses.asdict(value).items()}
   if isinstance(value, dict):
@@ -64,41 +127,88 @@ def _jsonable(value):
   if isinstance(value, (str, int, float, bool)) or value is None:
     return value
   try:
-    return float(value)
+    return _finite_or_none(float(value))
   except (TypeError, ValueError):
     return str(value)
+
+
+# Config keys that may differ between a run and its --resume: a moved or copied run directory, a
+# relative path or a trailing slash, more steps.
+_RESUME_FREE = ("resume", "steps", "workdir", "run_id", "tensorboard")
+
+
+def saved_steps(workdir: str) -> list[int]:
+  """Checkpoint steps present in a run directory (finished saves only), newest first."""
+  directory = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(directory):
+    return []
+  return sorted((int(n) for n in os.listdir(directory) if n.isdigit()), reverse=True)
+
+
+def check_workdir(workdir: str, resume: bool) -> None:
+  """RunError if `workdir` cannot hold this run (checked before any expensive work)."""
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise RunError("workdir", f"{workdir} is a file, not a directory; choose another --workdir.")
+  parent = os.path.dirname(os.path.abspath(workdir))
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  where = workdir if os.path.isdir(workdir) else parent
+  if not os.path.isdir(where) or not os.access(where, os.W_OK | os.X_OK):
+    raise RunError("workdir", f"{where} is not a writable directory; choose another --workdir.")
+  steps = saved_steps(workdir)
+  if resume and not steps:
+    raise RunError("resume", f"no checkpoint in {workdir} to resume from; run without --resume "
+                   "to start it.")
+  if not resume and steps:
+    raise RunError("workdir", f"{workdir} already holds a run (checkpoint step {steps[0]}); pass "
+                   "--resume to continue it or choose another --workdir.")
 
 
 class Run:
   """One training run in `workdir`."""
 
   def __init__(self, workdir: str, config: dict, *, total_steps: int, resume: bool,
-               checkpoint_every: int, keep_prompts: int = 10, stream=None):
+               checkpoint_every: int, keep_prompts: int = 10, stream=None,
+               tensorboard: bool = False):
     self.workdir = workdir
     self.total_steps = total_steps
     self.checkpoint_every = checkpoint_every
     self.stream = stream or sys.stdout
-    os.makedirs(workdir, exist_ok=True)
+    check_workdir(workdir, resume)
     self.config = _jsonable(config)
     config_path = os.path.join(workdir, "config.json")
-    if resume and os.path.exists(config_path):
-      with open(config_path) as f:
-        old = json.load(f)
-      changed = {k for k in set(old) | set(self.config)
-                 if old.get(k) != self.config.get(k) and k not in ("resume", "steps")}
-      if changed:
-        raise ValueError(f"--resume with a different configuration ({sorted(changed)}) than the run "
-                         f"in {workdir}; use a new --workdir.")
-    elif not resume and os.path.exists(os.path.join(workdir, "checkpoints")):
-      raise ValueError(f"{workdir} already holds a run; pass --resume to continue it or choose "
-                       "another --workdir.")
-    self.main = is_main_process()     # on several hosts only process 0 writes files and prints
-    if self.main:
-      with open(config_path, "w") as f:
-        json.dump(self.config, f, indent=2, sort_keys=True)
     self.metrics_path = os.path.join(workdir, "metrics.jsonl")
+    self.main = is_main_process()     # on several hosts only process 0 writes files and prints
+    if resume:
+      try:
+        with open(config_path) as f:
+          old = json.load(f)
+      except (OSError, ValueError) as e:
+        raise RunError("resume", f"{config_path} is missing or unreadable ({type(e).__name__}); "
+                       "it cannot be resumed.") from e
+      changed = {k for k in set(old) | set(self.config)
+                 if old.get(k) != self.config.get(k) and k not in _RESUME_FREE}
+      if changed:
+        raise RunError("resume", f"a different configuration ({sorted(changed)}) than the run in "
+                       f"{workdir}; use a new --workdir.")
+      self.config["run_id"] = old.get("run_id") or uuid.uuid4().hex
+    else:
+      # A directory without a checkpoint is a run that died before its first save: start afresh.
+      self.config["run_id"] = uuid.uuid4().hex
+      if self.main:
+        for name in ("metrics.jsonl", "prompts.csv", "results.json"):
+          if os.path.exists(os.path.join(workdir, name)):
+            os.remove(os.path.join(workdir, name))
+    self.run_id = self.config["run_id"]
+    if self.main:
+      os.makedirs(workdir, exist_ok=True)
+      _write_json(config_path, self.config)
+    self.tensorboard = TensorBoardWriter(workdir) if tensorboard and self.main else None
     sync_processes("run-init")         # every process checked the workdir before any creates it
-    self.checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
+    if not self.main and os.path.exists(config_path):   # one run id on every host (shared disk)
+      with open(config_path) as f:
+        self.run_id = self.config["run_id"] = json.load(f).get("run_id", self.run_id)
+    self.checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), write=self.main)
     self.prompts = BestPrompts(keep_prompts)
     self.start_step = 0
     self.saved_step = None
@@ -109,11 +219,15 @@ class Run:
   # ---- checkpoints -------------------------------------------------------------------------------
 
   def restore(self, templates: dict) -> dict | None:
-    """Restores the latest checkpoint (None if there is none); sets `start_step` and the prompts."""
-    step = self.checkpointer.latest_step()
-    if step is None:
+    """Restores the newest intact checkpoint (None if there is none); sets `start_step`, prompts."""
+    found = self.checkpointer.restore_latest(templates, log=self.print)
+    if found is None:
       return None
-    trees, meta = self.checkpointer.restore(step, templates)
+    step, trees, meta = found
+    if meta.get("run_id", self.run_id) != self.run_id:
+      raise CheckpointError(f"checkpoint step {step} in {self.checkpointer.directory} belongs to "
+                            f"another run (id {meta.get('run_id')}, config.json says "
+                            f"{self.run_id}); use that run's directory.")
     self.meta = meta
     self.start_step = self.saved_step = int(meta["step"])
     self.prompts = BestPrompts(self.prompts.keep, meta.get("prompts"))
@@ -122,7 +236,9 @@ class Run:
     return trees
 
   def save(self, step: int, trees: dict, extra: dict | None = None) -> None:
-    meta = {"step": step, "prompts": self.prompts.records, **(extra or {})}
+    if step == self.saved_step:   # e.g. Ctrl-C on a checkpoint step: already saved
+      return
+    meta = {"step": step, "run_id": self.run_id, "prompts": self.prompts.records, **(extra or {})}
     self.checkpointer.save(step, trees, meta)
     self.saved_step = step
 
@@ -135,8 +251,15 @@ class Run:
   def _truncate_metrics(self, step: int) -> None:
     if not self.main or not os.path.exists(self.metrics_path):
       return
+    keep = []
     with open(self.metrics_path) as f:
-      keep = [line for line in f if json.loads(line).get("step", 0) <= step]
+      for line in f:
+        try:
+          record = json.loads(line)
+        except ValueError:   # a line cut short by a killed process
+          continue
+        if record.get("step", 0) <= step:
+          keep.append(line)
     with open(self.metrics_path, "w") as f:
       f.writelines(keep)
 
@@ -145,7 +268,9 @@ class Run:
       return
     record = {"step": step, **_jsonable(metrics)}
     with open(self.metrics_path, "a") as f:
-      f.write(json.dumps(record) + "\n")
+      f.write(json.dumps(record, allow_nan=False) + "\n")
+    if self.tensorboard is not None:
+      self.tensorboard.write(step, record)
 
   def eta(self, step: int) -> str:
     if self._first_step_time is None:
@@ -170,12 +295,25 @@ class Run:
     if self.main:
       print(message, file=self.stream, flush=True)
 
-  def finish(self, results: dict) -> None:
+  def write_results(self, results: dict) -> None:
+    """prompts.csv and results.json (each written whole, then renamed into place)."""
     if self.main:
-      self.prompts.write_csv(os.path.join(self.workdir, "prompts.csv"))
-      with open(os.path.join(self.workdir, "results.json"), "w") as f:
-        json.dump(_jsonable(results), f, indent=2)
+      csv_path = os.path.join(self.workdir, "prompts.csv")
+      self.prompts.write_csv(csv_path + ".tmp")
+      os.replace(csv_path + ".tmp", csv_path)
+      _write_json(os.path.join(self.workdir, "results.json"), _jsonable(results))
+
+  def finish(self, results: dict) -> None:
+    self.write_results(results)
+    if self.main and self.tensorboard is not None:
+      self.tensorboard.close()
     self.checkpointer.close()
+
+
+def _write_json(path: str, value) -> None:
+  with open(path + ".tmp", "w") as f:
+    json.dump(value, f, indent=2, sort_keys=path.endswith("config.json"), allow_nan=False)
+  os.replace(path + ".tmp", path)
 
 
 class Interrupted(Exception):

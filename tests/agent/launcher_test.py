@@ -40,7 +40,7 @@ def test_end_to_end_outputs(tiny_gpt2_dir, tmp_path):
   assert {"config.json", "metrics.jsonl", "prompts.csv", "results.json", "checkpoints"} <= files
   rows = _metrics(tmp_path / "run")
   assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
-  assert "dev_acc" in rows[1] and "greedy_prompt" in rows[1]
+  assert "dev_reward" in rows[1] and "greedy_prompt" in rows[1]     # PIN selects by reward
   assert 0.0 <= results["test_accuracy"] <= 1.0
   config = json.loads((tmp_path / "run" / "config.json").read_text())
   assert config["agent_config"]["regularizer"] == "tsallis" and config["seed"] == 0
@@ -86,7 +86,7 @@ def test_one_and_four_devices_agree(tiny_gpt2_dir, tmp_path):
     (dict(dataset="nope"), "dataset"),
     (dict(dataset_seed=7), "dataset_seed"),
     (dict(method="ppo"), "method"),
-    (dict(verbalizers=(" terrible", " absolutely-great")), "task_lm"),
+    (dict(verbalizers=(" terrible", " absolutely-great")), "verbalizers"),
     (dict(template="{sentence_1} It was"), "template"),
     (dict(task_lm="/nonexistent/model"), "task_lm"),
     (dict(steps=0), "steps"),

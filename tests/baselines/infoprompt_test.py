@@ -120,8 +120,10 @@ def test_total_loss_wiring(tiny_lm, keyword_examples):
   batch = task.encode(keyword_examples[:8], 3, null=True)
   total, aux = infoprompt.loss(state.params, batch, method.frozen, jax.random.PRNGKey(1),
                                graphdef=task.graphdef, cfg=method.cfg)
-  np.testing.assert_allclose(total, aux["task_loss"] + aux["head_loss"] + aux["rep_loss"]
-                             + 0.1 * aux["kl"], rtol=1e-6)
+  # The LM head classifies: no KL term (it acts only where the bottleneck is the classifier).
+  np.testing.assert_allclose(total, aux["task_loss"] + aux["head_loss"] + aux["rep_loss"],
+                             rtol=1e-6)
+  assert float(aux["kl"]) > 0
   model = task.model
   rows = model.output_embedding()[task.verbalizer_ids]          # frozen verbalizer rows by default
   want = ref_head_loss(np.asarray(state.params["prompt"]), np.asarray(rows),
@@ -140,6 +142,10 @@ def test_generator_and_variational_head(tiny_lm, keyword_examples):
   assert float(jnp.abs(prompts[0] - prompts[1]).max()) > 0       # (the code gave all example 0's)
   np.testing.assert_allclose(state.params["classes"],
                              task.model.output_embedding()[task.verbalizer_ids])
+  total, aux = infoprompt.loss(state.params, batch, method.frozen, jax.random.PRNGKey(1),
+                               graphdef=task.graphdef, cfg=method.cfg)
+  np.testing.assert_allclose(total, aux["task_loss"] + aux["head_loss"] + aux["rep_loss"]
+                             + 0.1 * aux["kl"], rtol=1e-6)          # the classifier's KL acts
   h = baselines.read_hidden(task.model, prompts, batch)
   mu = infoprompt.linear(state.params["bottleneck"]["mu"], h)
   want = infoprompt.linear(state.params["bottleneck"]["out"], mu) @ state.params["classes"].T

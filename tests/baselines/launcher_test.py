@@ -76,7 +76,7 @@ def test_interrupt_and_resume_equals_uninterrupted(tiny_gpt2_dir, small_data_dir
     (dict(dataset="nope"), "dataset"),
     (dict(dataset_seed=7), "dataset_seed"),
     (dict(method="ppo"), "method"),
-    (dict(verbalizers=(" terrible", " absolutely-great")), "task_lm"),
+    (dict(verbalizers=(" terrible", " absolutely-great")), "verbalizers"),
     (dict(template="{sentence_1} It was"), "template"),
     (dict(task_lm="/nonexistent/model"), "task_lm"),
     (dict(steps=0), "steps"),

@@ -154,8 +154,24 @@ def soft_q_loss(variant, q, a, reward, target_q, value_fn, discount=1.0, mask=No
     for k in range(t, n):
       suffix += discount ** (k - t) * adv[k]
     l3 = (suffix - (disc_r - target_v[t])) ** 2
+    if variant == "td":
+      total += pin_eq5_loss_step(t, n, big_q[t], reward, target_q, target_mask, value_fn, discount)
+      continue
     total += {"v1": l1, "v2": l2, "v3": l3, "v2_v3": (l2 + l3) / 2}[variant]
   return total
+
+
+def pin_eq5_loss_step(t, n, q_taken, reward, target_q, target_mask, value_fn, discount):
+  """PIN's Eq. 5 / Algorithm 1 at step t of n: (Q_t - y_t)^2 with y_{n-1} = R and
+  y_t = g * V'(s_{t+1}) = g * value_fn(target_q[t + 1] restricted to its filter) otherwise."""
+  if t == n - 1:
+    y = reward
+  else:
+    z = _f64(target_q[t + 1])
+    if target_mask is not None:
+      z = z[np.asarray(target_mask[t + 1], bool)]      # F_I: only the kept actions enter V'
+    y = discount * value_fn(z, None)
+  return (q_taken - y) ** 2
 
 
 def rlprompt_batch_loss(variant, logits, target_logits, actions, rewards, lengths, value_fn):

@@ -1,4 +1,5 @@
-"""Soft-Q losses (v1, v2, v3, v2_v3) against step-by-step NumPy loops and RLPrompt / PIN code."""
+"""Soft-Q losses (v1, v2, v3, v2_v3, td) against step-by-step NumPy loops and RLPrompt / PIN
+code."""
 import functools
 
 import chex
@@ -100,14 +101,16 @@ def test_hand_fixture_tsallis():
   g = 0.9: v1 = (1 - 1.35)^2 + 0.25 = 0.3725
            v2 = (-0.16 - (0.675 - 1/3))^2 + 3.0625 = 0.2516694 + 3.0625
            v3 = (-0.16 - 0.9 - (1.35 - 1/3))^2 + 3.0625 = 4.3125444 + 3.0625
+  td (PIN Eq. 5): Q_0 onto g V'_1, Q_1 onto R:
+  g = 1:   td = (1 - 0.75)^2 + (1 - 1.5)^2 = 0.3125;   g = 0.9: (1 - 0.675)^2 + 0.25 = 0.355625
   """
   q = jnp.asarray([[1.0, 0.8, 0.1], [2.0, 1.0, 0.1]])
   tq = jnp.asarray([[0.0, 0.0, 0.0], [0.5, 0.5, -3.0]])
   a = jnp.asarray([0, 1])
   r = jnp.asarray(1.5)
   want = {
-      1.0: {"v1": 0.5, "v2": 3.3950444, "v3": 8.4758778},
-      0.9: {"v1": 0.3725, "v2": 3.3141694, "v3": 7.3750444},
+      1.0: {"v1": 0.5, "v2": 3.3950444, "v3": 8.4758778, "td": 0.3125},
+      0.9: {"v1": 0.3725, "v2": 3.3141694, "v3": 7.3750444, "td": 0.355625},
   }
   value_fn = ops.tsallis_regularizer().value
   got = jax.jit(lambda q, a, r, tq: {
@@ -119,6 +122,25 @@ def test_hand_fixture_tsallis():
       np.testing.assert_allclose(got[discount, v], x, atol=2e-6, err_msg=f"{v} g={discount}")
       np.testing.assert_allclose(
           ref.soft_q_loss(v, q, a, 1.5, tq, ref.spmax, discount), x, atol=1e-6)
+
+
+def test_td_hand_fixture_with_filter():
+  """PIN Eq. 5 with F_I: V'_1 over the kept actions only. z'_1 = [.5, .5, -3] with action 1
+  filtered out at s_1: spmax([.5, -3]) = 0.5 (K = 1), so td = (1 - 0.5)^2 + (1 - 1.5)^2 = 0.5; the
+  filter at s_0 does not enter (only V'_{t+1} is used), and the online mask does not either."""
+  q = jnp.asarray([[1.0, 0.8, 0.1], [2.0, 1.0, 0.1]])
+  tq = jnp.asarray([[0.0, 0.0, 0.0], [0.5, 0.5, -3.0]])
+  a, r = jnp.asarray([0, 1]), jnp.asarray(1.5)
+  tmask = jnp.asarray([[False, True, True], [True, False, True]])
+  value_fn = ops.tsallis_regularizer().value
+  got = ops.soft_q_td(q, a, r, tq, value_fn=value_fn, target_mask_t=tmask,
+                      mask_t=jnp.ones((2, 3), bool))
+  np.testing.assert_allclose(got, 0.5, atol=2e-6)
+  np.testing.assert_allclose(
+      ref.soft_q_loss("td", q, a, 1.5, tq, ref.spmax, 1.0, None, np.asarray(tmask)), 0.5, atol=1e-9)
+  # td ignores V_t of the online network: its gradient reaches only the taken actions' Q.
+  grad = jax.grad(lambda q: ops.soft_q_td(q, a, r, tq, value_fn=value_fn))(q)
+  np.testing.assert_allclose(grad, [[2 * (1 - 0.75), 0, 0], [0, 2 * (1 - 1.5), 0]], atol=1e-6)
 
 
 def test_matches_rlprompt_and_pin_code():
@@ -143,7 +165,7 @@ def test_wrappers_equal_soft_q_loss():
   q, a, r, tq, mask, _ = _batch(4)
   value_fn = ops.shannon_regularizer().value
   wrappers = {"v1": ops.soft_q_v1, "v2": ops.soft_q_v2, "v3": ops.soft_q_v3,
-              "v2_v3": ops.soft_q_v2_v3}
+              "v2_v3": ops.soft_q_v2_v3, "td": ops.soft_q_td}
 
   @jax.jit
   def both(q, a, r, tq, m):
@@ -208,7 +230,7 @@ def test_stop_target_gradients(family):
   def grads(q, r, tq):
     out = {}
     for v in VARIANTS:
-      for stop in (True, False) if v in ("v1", "v2_v3") else (True,):
+      for stop in (True, False) if v in ("v1", "v2_v3", "td") else (True,):
         loss = lambda q, r, tq: ops.soft_q_loss(v, q, a_j, r, tq, value_fn=value_fn, mask_t=mask_j,
                                                 target_mask_t=tmask_j, stop_target_gradients=stop)
         out[v, stop] = jax.grad(loss, argnums=(0, 1, 2))(q, r, tq)
@@ -220,7 +242,7 @@ def test_stop_target_gradients(family):
   for v in VARIANTS:
     g_q, g_r, g_tq = out[v, True]
     assert not np.any(g_tq) and g_r == 0.0, v
-    if v == "v1":
+    if v in ("v1", "td"):          # no V_t: only the taken actions' Q-values
       assert np.all(g_q[onehot] != 0) and not np.any(g_q[~onehot])
     else:
       # Through V_t the gradient reaches every allowed logit (Shannon) or the support (Tsallis),

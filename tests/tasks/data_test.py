@@ -47,8 +47,9 @@ VERBALIZERS = {
 }
 # Rows whose text is a single space, as in RLPrompt's files (cr's test.tsv has one too, row 768).
 BLANK_TEXTS = {("cr", 1, "train"): [Example(" ", 1)], ("cr", 3, "train"): [Example(" ", 0)]}
-MLM_TEMPLATES = {"agnews": "<mask> {prompt} {sentence_1}",
-                 "dbpedia": "{prompt} <mask> : {sentence_1}"}   # the rest: the default
+# PIN/RLPrompt training templates (fsc_helpers.py): agnews its own, the rest (dbpedia included;
+# `{prompt} <mask> : {sentence_1}` is only in their evaluation script) the default.
+MLM_TEMPLATES = {"agnews": "<mask> {prompt} {sentence_1}"}
 
 
 def _all_tsvs():
@@ -226,8 +227,17 @@ def test_malformed_files(tmp_path):
   folder = tmp_path / "root" / "sst-2" / "16-100"
   folder.mkdir(parents=True)
   (folder / "train.tsv").write_text("sentence\tlabel\nfine\t1\nodd\t2\n")
-  with pytest.raises(DataError, match=r"labels \[2\] outside 0..1"):
+  with pytest.raises(DataError, match=r"train.tsv:3: label 2 outside 0..1"):
     data.load_few_shot("sst-2", 0, "train", data_dir=str(tmp_path / "root"))
+  # A label that is not an integer, bytes that are not UTF-8, a header without examples: file:row.
+  with pytest.raises(DataError, match=r"words.tsv:3: label 'great' is not an integer"):
+    data.read_tsv(write("words.tsv", "sentence\tlabel\nok\t1\nfine\tgreat\n"))
+  (tmp_path / "latin1.tsv").write_bytes(b"sentence\tlabel\nok\t1\nna\xefve\t0\n")
+  with pytest.raises(DataError, match=r"latin1.tsv:3: not UTF-8"):
+    data.read_tsv(str(tmp_path / "latin1.tsv"))
+  (folder / "dev.tsv").write_text("sentence\tlabel\n")
+  with pytest.raises(DataError, match=r"dev.tsv: no examples"):
+    data.load_few_shot("sst-2", 0, "dev", data_dir=str(tmp_path / "root"))
 
 
 # ---- DatasetSpec ---------------------------------------------------------------------------------

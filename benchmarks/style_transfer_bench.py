@@ -1,0 +1,135 @@
+"""Style-transfer generation: hpprompt's jitted sampler vs transformers `generate`, same weights.
+
+  python benchmarks/style_transfer_bench.py                  # distilgpt2-sized random GPT-2 + SmolLM2
+  python benchmarks/style_transfer_bench.py --quick          # fewer prompts / samples
+  python benchmarks/style_transfer_bench.py --run=runs/st    # + one training step's time split
+
+Workload: P prompts x N Yelp sources x S samples with RLPrompt's template, top-k 10 sampling and
+length rule. hpprompt: one jitted call (prompts encoded once, KV cache, stops when every row has
+closed its quote). transformers: what RLPrompt's code does, one `generate(num_return_sequences=S)`
+per (prompt, source) pair with `max_new_tokens` of the source (it has no stop at `"`; post-processing
+cuts there). Both produce P N S post-processed outputs; the table shows seconds per workload
+(median of repeats after a warm-up call, so compilation is excluded) and outputs per second.
+With `--run`, the mean seconds of a step from that run's metrics.jsonl: policy sampling, task-LM
+generation, reward scoring (BERTScore + classifier) and learning.
+"""
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+
+import jax
+import numpy as np
+import torch
+import transformers
+
+from hpprompt.models import hub
+from hpprompt.tasks import generation
+from hpprompt.tasks import style_data
+
+PROMPTS = ["Here is a positive review:", "Rewrite this:", " great", " The opposite of this is"]
+
+
+def _median_s(fn, repeats: int) -> float:
+  fn()
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - t)
+  return statistics.median(times)
+
+
+def _torch_generate(tmodel, hf_tok, gen, prompts, sources, samples, start):
+  """RLPrompt's loop: one sampled generate call per (prompt, source) pair."""
+  outs = []
+  for p in prompts:
+    for s in sources:
+      text = (start or "") + generation.TEMPLATE.format(prompt=p, sentence_1=s)
+      ids = torch.tensor([hf_tok(text, add_special_tokens=False)["input_ids"]])
+      limit = generation.max_new_tokens(len(gen.tokenizer.encode(s)))
+      with torch.no_grad():
+        out = tmodel.generate(ids, do_sample=True, top_k=10, top_p=1.0, max_new_tokens=limit,
+                              num_return_sequences=samples, pad_token_id=hf_tok.eos_token_id or 0,
+                              attention_mask=torch.ones_like(ids))
+      outs += [generation.postprocess(hf_tok.decode(o[ids.shape[1]:], skip_special_tokens=True))
+               for o in out]
+  return outs
+
+
+def bench(name, jmodel, jtok, tmodel, hf_tok, start, prompts, sources, samples, repeats):
+  gen = generation.Generator(jmodel, jtok, lower=True, start_token=start)
+  key = [jax.random.PRNGKey(0)]
+
+  def ours():
+    key[0] = jax.random.fold_in(key[0], 1)
+    return gen.generate(prompts, sources, samples, key[0])
+  j = _median_s(ours, repeats)
+  t = _median_s(lambda: _torch_generate(tmodel, hf_tok, gen, prompts, sources, samples, start),
+                repeats)
+  n = len(prompts) * len(sources) * samples
+  return (name, f"{len(prompts)} x {len(sources)} x {samples}", j, t, n)
+
+
+def step_split(run_dir: str) -> None:
+  with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+    rows = [json.loads(line) for line in f][1:]      # step 1 includes compilation
+  keys = ("time_sample", "time_generate", "time_score", "time_learn", "time_reward")
+  mean = {k: float(np.mean([r[k] for r in rows if k in r])) for k in keys}
+  print(f"\nOne training step of {run_dir} (mean over steps 2-{len(rows) + 1}, seconds):\n")
+  print("| policy sampling | task-LM generation | reward scoring | learn | total |")
+  print("| ---: | ---: | ---: | ---: | ---: |")
+  total = mean["time_sample"] + mean["time_reward"] + mean["time_learn"]
+  print(f"| {mean['time_sample']:.2f} | {mean['time_generate']:.2f} | {mean['time_score']:.2f} | "
+        f"{mean['time_learn']:.2f} | {total:.2f} |")
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--quick", action="store_true")
+  parser.add_argument("--run", default=None, help="A style-transfer run directory.")
+  parser.add_argument("--skip_smollm2", action="store_true")
+  args = parser.parse_args()
+  torch.set_num_threads(os.cpu_count())
+  torch.manual_seed(0)
+  sources = style_data.load("yelp", "0to1").test[:2 if args.quick else 4]
+  prompts = PROMPTS[:2] if args.quick else PROMPTS
+  samples, repeats = (4, 1) if args.quick else (8, 3)
+  rows = []
+  with tempfile.TemporaryDirectory() as tmp:
+    cfg = transformers.GPT2Config(n_layer=6, bos_token_id=0, eos_token_id=0)
+    tmodel = transformers.GPT2LMHeadModel(cfg).eval()
+    tmodel.save_pretrained(tmp)
+    from tests import tiny  # noqa: PLC0415  (a BPE tokenizer for the random GPT-2)
+    jtok_dir = tiny.make_gpt2(os.path.join(tmp, "tok"))
+    hf_tok = transformers.AutoTokenizer.from_pretrained(jtok_dir)
+    _, jtok = hub.load_pretrained(jtok_dir)
+    jmodel = hub.load_model(tmp)
+    rows.append(bench("distilgpt2-sized GPT-2 (random, 6L 768)", jmodel, jtok, tmodel, hf_tok,
+                      None, prompts, sources, samples, repeats))
+  if not args.skip_smollm2:
+    from hpprompt.models import smollm2  # noqa: PLC0415
+    path = smollm2.gguf_path()
+    tmodel = transformers.AutoModelForCausalLM.from_pretrained(
+        os.path.dirname(path), gguf_file=os.path.basename(path), dtype=torch.float32).eval()
+    hf_tok = transformers.AutoTokenizer.from_pretrained(os.path.dirname(path),
+                                                        gguf_file=os.path.basename(path))
+    jmodel, jtok = hub.load_pretrained("smollm2")
+    rows.append(bench("SmolLM2-135M", jmodel, jtok, tmodel, hf_tok, "<|endoftext|>", prompts,
+                      sources, samples, repeats))
+  print(f"\nCPU: {os.cpu_count()} cores, jax {jax.__version__}, torch {torch.__version__}, "
+        f"transformers {transformers.__version__}\n")
+  print("| task LM | prompts x sources x samples | hpprompt (s) | transformers (s) | "
+        "outputs/s hpprompt | outputs/s transformers | speed-up |")
+  print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+  for name, work, j, t, n in rows:
+    print(f"| {name} | {work} | {j:.2f} | {t:.2f} | {n / j:.1f} | {n / t:.1f} | "
+          f"{t / j:.1f}x |")
+  if args.run:
+    step_split(args.run)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,203 @@
+"""Textual inversion with CLIP: PIN / RLPrompt (the agent) or PEZ find a hard prompt per image.
+
+`run(TextualInversionConfig(...))` is what `experiments/textual_inversion.py` calls. Each target
+image is one search, as in the papers (PIN: 10 targets x 3 seeds, averaged; methods.md §2.3): the
+agent's trainer (`agent.trainer.train`) or PEZ (`baselines.pez.PEZ` on a `CLIPPromptTask`) runs
+in `<workdir>/<index>-<image name>/`, a run directory of its own (config, metrics, checkpoints,
+prompts.csv, results.json), and --resume continues each unfinished target exactly and skips the
+finished ones. The CLIP model, its encoded targets and the policy LM are loaded once.
+
+The launcher then writes `<workdir>/prompts.csv` (target, rank, prompt, CLIP score, perplexity of
+each best prompt under the policy LM), `results.json` (per target and the mean best CLIP score) and
+`contact_sheet.png` (each target image beside its best prompts and scores). Every failure caused by
+a setting is raised as `cli.FlagError` naming it.
+"""
+import csv
+import dataclasses
+import json
+import os
+import re
+
+import numpy as np
+
+from hpprompt.agent import trainer
+from hpprompt.agent.agent import PromptAgent
+from hpprompt.launch import cli
+from hpprompt.launch import contact_sheet
+from hpprompt.launch import fewshot
+from hpprompt.launch import pez_clip
+from hpprompt.metrics import perplexity
+from hpprompt.models import clip_loader
+from hpprompt.models import hub
+from hpprompt.models.base import CausalLM
+from hpprompt.tasks import textual_inversion as ti
+from hpprompt.training import sharding
+
+BUNDLED_IMAGES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "images")
+
+# The paper's textual-inversion set-up on top of each agent preset (methods.md §3.5): prompt length
+# 8, 32 prompts per step, PIN's filter k = 20,000 (paper; its README: 10,000) and reward
+# [0, 1] -> [0, 1]; RLPrompt's baseline with reward scale 80; replay 256 / 64,000 as in the preset.
+_SHAPE = {"prompt_length": 8, "prompts_per_step": 32}
+TASK_PRESETS = {
+    "pin": {**_SHAPE, "filter_top_k": 20_000},
+    "pin-td": {**_SHAPE, "filter_top_k": 20_000},
+    "pin-no-fluency": dict(_SHAPE),
+    "rlprompt": {**_SHAPE, "reward_new_range": (0.0, 80.0)},
+    "rlprompt-fluency": {**_SHAPE, "reward_new_range": (0.0, 80.0)},
+    "rlprompt-rb": dict(_SHAPE),
+}
+PAPER_STEPS = {"agent": 20_000, "pez": 3_000}      # PIN 20,000 / eval 50; PEZ iter 3,000
+PAPER_EVAL_EVERY = {"agent": 50, "pez": 50}
+# CPU-sized: fewer prompts per step, small replay, higher learning rate (as fewshot's overrides).
+CPU_AGENT_OVERRIDES = {"prompts_per_step": 16, "replay_batch": 32, "replay_capacity": 4096,
+                       "learning_rate": 1e-3}
+# PEZ's CLIP configuration (baselines.md §2.2): 16 tokens, AdamW lr 0.1 / weight decay 0.1, no
+# clipping, ids uniform over the whole vocabulary (population = vocabulary size, set at build).
+PEZ_CLIP = {"prompt_length": 16, "learning_rate": 0.1, "weight_decay": 0.1, "init": "vocab",
+            "grad_clip": float("inf")}
+
+
+@dataclasses.dataclass(frozen=True)
+class TextualInversionConfig:
+  method: str = "pin"                  # pez, or an agent preset (pin, rlprompt, pin-td, ...)
+  image: str = BUNDLED_IMAGES          # files, directories, URLs (comma-separated)
+  clip: str = clip_loader.PAPER_CLIP   # hub name, OpenCLIP / HF directory, or 'tiny'
+  policy_lm: str = "smollm2"           # the agent's LM; perplexity of the prompts for every method
+  agent: dict = dataclasses.field(default_factory=lambda: dict(CPU_AGENT_OVERRIDES))
+  pez: dict = dataclasses.field(default_factory=dict)   # PEZConfig fields over PEZ_CLIP
+  source_token: str | None = None
+  steps: int = 200
+  workdir: str = "runs/textual_inversion"
+  resume: bool = False
+  seed: int = 0
+  eval_every: int = 10
+  log_every: int = 1
+  checkpoint_every: int = 50
+  dtype: str = "float32"
+  num_devices: int | None = None
+  top_prompts: int = 3                 # prompts per target in prompts.csv and the contact sheet
+
+
+def agent_config(cfg: TextualInversionConfig):
+  task = TASK_PRESETS.get(cfg.method, dict(_SHAPE))
+  return fewshot.agent_config(dataclasses.replace(cfg, agent={**task, **cfg.agent}))
+
+
+def _target_dir(cfg, index: int, name: str) -> str:
+  stem = os.path.splitext(os.path.basename(name.rstrip("/")))[0] or "image"
+  return os.path.join(cfg.workdir, f"{index:02d}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', stem)[:40]}")
+
+
+def load(cfg: TextualInversionConfig):
+  """(scorer, targets [(name, image, embedding)], policy (lm, tokenizer), mesh)."""
+  cli.check_positive(cfg, cli.RUN_COUNTS + ("top_prompts",))
+  if cfg.method != "pez":
+    agent_config(cfg)    # unknown method / agent setting: fail before loading models
+  with cli.flag("dtype"):
+    dtype = fewshot._dtype(cfg.dtype)   # noqa: SLF001
+  with cli.flag("num_devices"):
+    mesh = sharding.make_mesh(cfg.num_devices)
+  with cli.flag("image"):
+    images = ti.load_images(cfg.image)
+  with cli.flag("clip"):
+    model, tokenizer, preprocess = clip_loader.load_clip(cfg.clip, dtype=dtype, seed=cfg.seed)
+    scorer = ti.CLIPScorer(model, tokenizer, mesh=mesh, preprocess=preprocess)
+  with cli.flag("image"):
+    embeds = scorer.image_embeds([im for _, im in images])
+  with cli.flag("policy_lm"):
+    policy = hub.load_pretrained(cfg.policy_lm, dtype=dtype)
+    if not isinstance(policy[0], CausalLM):
+      raise ValueError(f"{cfg.policy_lm!r} is not a causal LM.")
+  targets = [(name, im, e) for (name, im), e in zip(images, embeds)]
+  return scorer, targets, policy, mesh
+
+
+def _perplexities(cfg, policy, prompts: list[str]) -> list[float]:
+  lm, tokenizer = policy
+  if not prompts:
+    return []
+  ppl = perplexity.prompt_perplexity(lm, tokenizer, prompts,
+                                     bos_token=hub.document_start(cfg.policy_lm, tokenizer))
+  return [float(p) for p in ppl]
+
+
+def _run_config(cfg, name: str, extra: dict) -> dict:
+  return {**dataclasses.asdict(cfg), "target": name, **extra}
+
+
+def run(cfg: TextualInversionConfig) -> dict:
+  """Searches a prompt for every target; writes each target's run and the summary files."""
+  scorer, targets, policy, mesh = load(cfg)
+  if cfg.method == "pez":
+    searcher = pez_clip.PEZSearch(cfg, scorer, mesh)
+  else:
+    agent_cfg = agent_config(cfg)
+    lm, tokenizer = policy
+    source = cfg.source_token or hub.document_start(cfg.policy_lm, tokenizer)
+    with cli.flag("source_token" if cfg.source_token else "policy_lm"):
+      agent = PromptAgent(lm, tokenizer, agent_cfg, source_token=source, mesh=mesh)
+  print(f"{cfg.method}: {len(targets)} target image(s), CLIP {cfg.clip}, policy {cfg.policy_lm}, "
+        f"{cfg.steps} steps each -> {cfg.workdir}", flush=True)
+  summaries = []
+  for index, (name, image, embed) in enumerate(targets):
+    workdir = _target_dir(cfg, index, name)
+    done = os.path.join(workdir, "results.json")
+    if cfg.resume and os.path.exists(done):
+      with open(done) as f:
+        results = json.load(f)
+    else:
+      sub = dataclasses.replace(cfg, workdir=workdir)
+      if cfg.method == "pez":
+        run_ = cli.open_run(sub, _run_config(cfg, name, {"pez_config": searcher.record()}))
+        run_.print(f"[{index + 1}/{len(targets)}] {name}")
+        results = searcher.train(run_, embed)
+      else:
+        task = ti.TextualInversionTask(scorer, embed, name)
+        run_ = cli.open_run(sub, _run_config(cfg, name,
+                                             {"agent_config": dataclasses.asdict(agent.cfg)}))
+        run_.print(f"[{index + 1}/{len(targets)}] {name}")
+        results = trainer.train(agent, task, run_, trainer.TrainConfig(
+            steps=cfg.steps, eval_every=cfg.eval_every, log_every=cfg.log_every, seed=cfg.seed))
+      top = (results.get("top_prompts") or [])[:cfg.top_prompts]
+      for record, ppl in zip(top, _perplexities(cfg, policy, [r["prompt"] for r in top])):
+        record["perplexity"] = ppl
+      results.update(target=name, perplexity_lm=cfg.policy_lm)
+      run_.finish(results)
+    summaries.append(results)
+  return _summarize(cfg, targets, summaries)
+
+
+def _summarize(cfg, targets, summaries: list[dict]) -> dict:
+  rows = []
+  for (name, _, _), results in zip(targets, summaries):
+    for rank, r in enumerate((results.get("top_prompts") or [])[:cfg.top_prompts], 1):
+      rows.append({"target": name, "rank": rank, "prompt": r["prompt"],
+                   "clip_score": r["score"], "perplexity": r.get("perplexity", float("nan")),
+                   "step": r["step"]})
+  best = [next((r for r in rows if r["target"] == name and r["rank"] == 1), None)
+          for name, _, _ in targets]
+  scores = [b["clip_score"] for b in best if b is not None]
+  results = {"method": cfg.method, "clip": cfg.clip, "policy_lm": cfg.policy_lm,
+             "steps": cfg.steps, "targets": [
+                 {"target": name, "best": b, "workdir": _target_dir(cfg, i, name)}
+                 for i, ((name, _, _), b) in enumerate(zip(targets, best))],
+             "mean_best_clip_score": float(np.mean(scores)) if scores else None}
+  if sharding.is_main_process():
+    with open(os.path.join(cfg.workdir, "prompts.csv"), "w", newline="") as f:
+      writer = csv.DictWriter(f, ["target", "rank", "prompt", "clip_score", "perplexity", "step"])
+      writer.writeheader()
+      writer.writerows(rows)
+    with open(os.path.join(cfg.workdir, "results.json"), "w") as f:
+      json.dump(results, f, indent=2)
+    contact_sheet.write(os.path.join(cfg.workdir, "contact_sheet.png"),
+                        [(name, image, [r for r in rows if r["target"] == name])
+                         for name, image, _ in targets])
+  if scores:
+    mean = results["mean_best_clip_score"]
+    print(f"mean best CLIP score over {len(scores)} target(s): {mean:.4f} -> "
+          f"{cfg.workdir}/prompts.csv, contact_sheet.png", flush=True)
+  return results
+
+
+__all__ = ("TextualInversionConfig", "run")

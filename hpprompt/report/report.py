@@ -1,0 +1,178 @@
+"""A markdown report (tables + PNG figures) of run directories; the README's generated section.
+
+`write_report(paths, out_dir)` writes `report.md`, one PNG per figure and `figures.json` (each
+figure's series labels) into `out_dir`, one section per task. Tables: per method, mean ± standard
+error over seeds of every test metric (results.json), the best prompt over seeds (by validation
+score) with its perplexity, steps and training time; then one row per run with the raw values.
+"""
+import dataclasses
+import json
+import os
+import re
+
+from hpprompt.report import figures
+from hpprompt.report import runs as runs_lib
+
+BEGIN = "<!-- report:begin"
+END = "<!-- report:end -->"
+
+
+def fmt(value, digits: int = 4) -> str:
+  return "—" if value is None else f"{value:.{digits}f}"
+
+
+def fmt_mean_se(values) -> str:
+  mean, se = runs_lib.mean_se(values)
+  return fmt(mean) if se is None else f"{fmt(mean)} ± {fmt(se)}"
+
+
+def fmt_perplexity(value) -> str:
+  if value is None:
+    return "—"
+  return f"{value:,.0f}" if value < 1e6 else f"{value:.2g}"
+
+
+def fmt_seconds(value) -> str:
+  if value is None:
+    return "—"
+  return f"{value:.0f} s" if value < 120 else f"{value / 60:.1f} min"
+
+
+def fmt_prompt(prompt) -> str:
+  if prompt is None:
+    return "—"
+  text = json.dumps(prompt, ensure_ascii=False).replace("|", "\\|")
+  return f"`` {text} ``" if "`" in text else f"`{text}`"
+
+
+def slug(text: str) -> str:
+  return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "task"
+
+
+def _table(header: list[str], rows: list[list[str]], text_columns: set) -> list[str]:
+  align = ["---" if h in text_columns else "---:" for h in header]
+  return ["| " + " | ".join(r) + " |" for r in [header, align] + rows]
+
+
+def _best_run(group: list[runs_lib.RunData]) -> runs_lib.RunData:
+  """The run whose best prompt has the highest validation score (the first on ties)."""
+  def score(run):
+    best = run.results.get("best")
+    if isinstance(best, dict) and "score" in best:
+      return float(best["score"])
+    if run.results.get("best_dev") is not None:
+      return float(run.results["best_dev"])
+    return float(run.prompts[0]["score"]) if run.prompts else float("-inf")
+  return max(group, key=score)
+
+
+@dataclasses.dataclass
+class Section:
+  task: str
+  groups: dict              # {method: [RunData]}
+  metrics: list[str]        # test metrics of the task's runs, in order of appearance
+  figures: dict             # {file name: [series labels]}
+
+
+def _section_markdown(section: Section, level: int, image_dir: str) -> list[str]:
+  h = "#" * level
+  out = [f"{h} {section.task}", ""]
+  header = ["method", "LMs", "seeds"] + section.metrics + ["best prompt", "perplexity", "steps",
+                                                          "train time"]
+  rows = []
+  for method, group in section.groups.items():
+    best = _best_run(group)
+    lms = ", ".join(dict.fromkeys(v for r in group for v in r.lms.values()))
+    rows.append([method, lms, ", ".join(str(r.seed) for r in group)]
+                + [fmt_mean_se([r.test_metrics[m] for r in group if m in r.test_metrics])
+                   if any(m in r.test_metrics for r in group) else "—" for m in section.metrics]
+                + [fmt_prompt(best.best_prompt), fmt_perplexity(best.perplexity),
+                   str(best.steps),
+                   fmt_seconds(runs_lib.mean_se([r.train_seconds for r in group
+                                                 if r.train_seconds is not None])[0]
+                               if any(r.train_seconds is not None for r in group) else None)])
+  out += _table(header, rows, {"method", "LMs", "seeds", "best prompt"}) + [""]
+  out.append("Test metrics and curves: mean ± standard error over seeds (bands in the figures); "
+             "best prompt: the highest validation score over seeds, with its perplexity. Runs:")
+  out.append("")
+  header = ["run", "method", "seed", "validation"] + section.metrics + ["best prompt",
+                                                                        "perplexity", "steps",
+                                                                        "train time"]
+  rows = []
+  for method, group in section.groups.items():
+    for r in group:
+      rows.append([f"`{r.name}`", method, str(r.seed), r.validation_metric or "—"]
+                  + [fmt(r.test_metrics.get(m)) for m in section.metrics]
+                  + [fmt_prompt(r.best_prompt), fmt_perplexity(r.perplexity), str(r.steps),
+                     fmt_seconds(r.train_seconds)])
+  out += _table(header, rows, {"run", "method", "seed", "validation", "best prompt"}) + [""]
+  for name in section.figures:
+    out.append(f"![{name}]({image_dir}{name})")
+  return out + [""]
+
+
+def build_sections(runs: list[runs_lib.RunData], out_dir: str) -> list[Section]:
+  """Draws and saves every task's figures into out_dir; returns the sections."""
+  sections = []
+  for task, groups in runs_lib.group_runs(runs).items():
+    metrics = list(dict.fromkeys(m for g in groups.values() for r in g for m in r.test_metrics))
+    smooth = max(1, max(r.steps for g in groups.values() for r in g) // 25)
+    validation = list(dict.fromkeys(r.validation_metric for g in groups.values() for r in g
+                                    if r.validation_metric))
+    drawn = {
+        "reward": figures.curves(groups, lambda r: "raw_reward" if r.series("raw_reward")[0].size
+                                 else None, "mean reward of the step's prompts",
+                                 f"{task}: training reward (moving average of {smooth})", smooth),
+        "validation": figures.curves(groups, lambda r: r.validation_metric,
+                                     "validation: " + ", ".join(validation) if validation else "",
+                                     f"{task}: validation score of the current prompt"),
+        "test_vs_perplexity": figures.test_vs_perplexity(groups, metrics[0], task)
+                              if metrics else None,
+        "time": figures.timing(groups, f"{task}: time per step"),
+    }
+    saved = {}
+    for kind, fig in drawn.items():
+      if fig is None:
+        continue
+      name = f"{slug(task)}_{kind}.png"
+      fig.savefig(os.path.join(out_dir, name), dpi=110)
+      saved[name] = figures.series_labels(fig)
+    sections.append(Section(task, groups, metrics, saved))
+  return sections
+
+
+def render(sections: list[Section], *, level: int = 2, image_dir: str = "",
+           command: str | None = None) -> str:
+  lines = []
+  if command:
+    lines += [f"Generated by `{command}`; edit the runs, not this text.", ""]
+  for section in sections:
+    lines += _section_markdown(section, level, image_dir)
+  return "\n".join(lines).rstrip() + "\n"
+
+
+def write_report(paths: list[str], out_dir: str, *, command: str | None = None) -> list[Section]:
+  """Reads the runs (NotARunError for a directory that is not one) and writes the report."""
+  runs = [runs_lib.load_run(p) for p in paths]
+  os.makedirs(out_dir, exist_ok=True)
+  sections = build_sections(runs, out_dir)
+  with open(os.path.join(out_dir, "report.md"), "w") as f:
+    f.write("# Run report\n\n" + render(sections, command=command))
+  with open(os.path.join(out_dir, "figures.json"), "w") as f:
+    json.dump({n: labels for s in sections for n, labels in s.figures.items()}, f, indent=2)
+  return sections
+
+
+def update_readme(readme: str, sections: list[Section], out_dir: str,
+                  command: str | None = None) -> None:
+  """Replaces the text between the README's report markers by the report (headings level 3)."""
+  with open(readme) as f:
+    text = f.read()
+  start, end = text.find(BEGIN), text.find(END)
+  if start < 0 or end < start:
+    raise ValueError(f"{readme} has no '{BEGIN} ... -->' ... '{END}' markers.")
+  start = text.index("-->", start) + len("-->")
+  image_dir = os.path.relpath(out_dir, os.path.dirname(os.path.abspath(readme))) + "/"
+  body = render(sections, level=4, image_dir=image_dir, command=command)
+  with open(readme, "w") as f:
+    f.write(text[:start] + "\n" + body + text[end:])

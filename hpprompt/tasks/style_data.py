@@ -1,0 +1,79 @@
+"""Text style transfer data: Yelp sentiment and Shakespeare, both directions (bundled, see
+hpprompt/data/style_transfer/README.md).
+
+Direction '0to1' rewrites label-0 sentences into label 1 (Yelp: negative -> positive; Shakespeare:
+original -> modern). Yelp outputs are lower-cased (RLPrompt `lower_outputs`), Shakespeare's are not.
+"""
+import csv
+import dataclasses
+import os
+
+from hpprompt.tasks.data import DataError
+
+ROOT = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "style_transfer")
+TASKS = ("yelp", "shakespeare")
+DIRECTIONS = {"0to1": (0, 1), "1to0": (1, 0)}
+SHAKESPEARE_SEEDS = {0: "100-100", 1: "100-13", 2: "100-21"}   # RLPrompt tst_data_utils.py
+
+
+@dataclasses.dataclass(frozen=True)
+class StyleData:
+  train: list[str]           # source-style sentences to train on
+  dev: list[str]             # validation sources
+  test: list[str]            # evaluation inputs
+  references: list[str]      # aligned with test
+  source_label: int
+  target_label: int
+  lower: bool                # lower-case the outputs
+
+
+def read_lines(path: str, what: str = "file") -> list[str]:
+  """Lines of a UTF-8 text file without the trailing newline; DataError naming the file."""
+  if not os.path.isfile(path):
+    raise DataError(f"{what} {path!r} does not exist.")
+  with open(path, encoding="utf-8") as f:
+    text = f.read()
+  if not text.strip():
+    raise DataError(f"{what} {path!r} is empty.")
+  return text[:-1].split("\n") if text.endswith("\n") else text.split("\n")
+
+
+def _tsv(path: str) -> list[tuple[str, int]]:
+  if not os.path.isfile(path):
+    raise DataError(f"{path!r} does not exist.")
+  with open(path, encoding="utf-8", newline="") as f:
+    rows = list(csv.reader(f, delimiter="\t"))
+  if not rows or rows[0] != ["text", "label"]:
+    raise DataError(f"{path!r}: expected a 'text<TAB>label' header.")
+  return [(r[0], int(r[1])) for r in rows[1:]]
+
+
+def load(task: str, direction: str, *, dataset_seed: int = 0, train_file: str | None = None,
+         root: str = ROOT) -> StyleData:
+  """The direction's sentences; `train_file` (one sentence per line) replaces the training pool."""
+  if task not in TASKS:
+    raise DataError(f"unknown task {task!r}; choose one of {TASKS}.")
+  if direction not in DIRECTIONS:
+    raise DataError(f"unknown direction {direction!r}; choose one of {sorted(DIRECTIONS)}.")
+  src, tgt = DIRECTIONS[direction]
+  if task == "yelp":
+    path = lambda name: os.path.join(root, "yelp", f"{name}.{src}.txt")
+    data = StyleData(read_lines(path("train")), read_lines(path("dev")), read_lines(path("test")),
+                     read_lines(path("ref")), src, tgt, lower=True)
+  else:
+    if dataset_seed not in SHAKESPEARE_SEEDS:
+      raise DataError(f"dataset_seed must be one of {sorted(SHAKESPEARE_SEEDS)} for shakespeare.")
+    folder = os.path.join(root, "shakespeare", SHAKESPEARE_SEEDS[dataset_seed])
+    split = {s: _tsv(os.path.join(folder, f"{s}.tsv")) for s in ("train", "dev", "test")}
+    pick = lambda rows, label: [t for t, y in rows if y == label]
+    data = StyleData(pick(split["train"], src), pick(split["dev"], src),
+                     pick(split["test"], src), pick(split["test"], tgt), src, tgt, lower=False)
+  if train_file:
+    data = dataclasses.replace(data, train=[s for s in read_lines(train_file, "train_file")
+                                            if s.strip()])
+  return data
+
+
+def rlprompt_outputs(direction: str, root: str = ROOT) -> str:
+  """Path of RLPrompt's released Yelp outputs for a direction (bundled)."""
+  return os.path.join(root, "yelp", "rlprompt_outputs", f"{direction}.txt")
