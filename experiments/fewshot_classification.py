@@ -28,15 +28,6 @@ flags.DEFINE_string("task_lm", D.task_lm, "Task LM: hub name, local HF dir, or '
 flags.DEFINE_string("policy_lm", D.policy_lm, "Policy LM: hub name, local HF dir, or 'smollm2'.")
 flags.DEFINE_bool("calibrate", None, "Contextual calibration of the verbalizer probabilities "
                   "(default: on, off with --paper).")
-flags.DEFINE_integer("prompt_length", None, "Prompt tokens (preset/CPU default if unset).")
-flags.DEFINE_integer("prompts_per_step", None, "Prompts sampled per step.")
-flags.DEFINE_string("loss", None, "Soft-Q loss: v1, v2, v3, v2_v3 (preset default if unset).")
-flags.DEFINE_integer("filter_top_k", None, "Ignorable-token filter k (PIN); 0 disables it.")
-flags.DEFINE_integer("sampling_top_k", None, "Top-k sampling of the policy (RLPrompt); 0 disables.")
-flags.DEFINE_integer("replay_batch", None, "Replay batch (PIN).")
-flags.DEFINE_integer("replay_capacity", None, "Replay buffer size (PIN).")
-flags.DEFINE_float("learning_rate", None, "Adam learning rate.")
-flags.DEFINE_integer("mlp_hidden", None, "Hidden width of the policy's MLP head.")
 flags.DEFINE_bool("paper", False, "The paper's set-up (hpprompt/launch/paper.py): its policy and "
                   "task LMs, steps, validation cadence, selection, the preset without CPU "
                   "overrides, no calibration. Flags given explicitly still win.")
@@ -44,23 +35,15 @@ flags.DEFINE_enum("selection", None, ["accuracy", "reward"], "Best prompt by dev
                   "dev reward (default: the preset's; PIN presets: reward).")
 flags.DEFINE_bool("truncate", False, "Truncate over-long masked-LM inputs as RLPrompt does (right "
                   "in training, left in evaluation) instead of stopping.")
-flags.DEFINE_string("source_token", None, "Token the prompt follows (default: the policy's BOS).")
 flags.DEFINE_string("coordinator_address", None, "jax.distributed coordinator (multi-host).")
 flags.DEFINE_integer("num_processes", None, "jax.distributed: number of processes.")
 flags.DEFINE_integer("process_id", None, "jax.distributed: this process's id.")
 run_flags.define(D)
+run_flags.define_agent()
 FLAGS = flags.FLAGS
 
-_AGENT_FLAGS = ("prompt_length", "prompts_per_step", "loss", "filter_top_k", "sampling_top_k",
-                "replay_batch", "replay_capacity", "learning_rate", "mlp_hidden")
-
-
 def config_from_flags() -> fewshot.FewShotConfig:
-  agent = {} if FLAGS.paper else dict(fewshot.CPU_AGENT_OVERRIDES)
-  for name in _AGENT_FLAGS:
-    value = getattr(FLAGS, name)
-    if value is not None:
-      agent[name] = None if name.endswith("top_k") and value == 0 else value
+  agent = run_flags.agent_values({} if FLAGS.paper else fewshot.CPU_AGENT_OVERRIDES)
   cfg = dataclasses.replace(
       D, method=FLAGS.method, dataset=FLAGS.dataset, dataset_seed=FLAGS.dataset_seed,
       data_dir=FLAGS.data_dir, task_lm=FLAGS.task_lm, policy_lm=FLAGS.policy_lm,

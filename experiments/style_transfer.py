@@ -44,22 +44,11 @@ flags.DEFINE_integer("sources_per_step", D.sources_per_step, "Training sentences
 flags.DEFINE_integer("eval_samples", D.eval_samples, "Test samples per input (paper 32).")
 flags.DEFINE_integer("dev_limit", D.dev_limit, "Validation inputs (0: all 16).")
 flags.DEFINE_integer("test_limit", D.test_limit, "Test inputs (0: all).")
-flags.DEFINE_integer("prompt_length", None, "Prompt tokens (preset/CPU default if unset).")
-flags.DEFINE_integer("prompts_per_step", None, "Prompts sampled per step.")
-flags.DEFINE_string("loss", None, "Soft-Q loss: v1, v2, v3, v2_v3 (preset default if unset).")
-flags.DEFINE_integer("filter_top_k", None, "Ignorable-token filter k (PIN); 0 disables it.")
-flags.DEFINE_integer("sampling_top_k", None, "Top-k sampling of the policy (RLPrompt); 0 disables.")
-flags.DEFINE_integer("replay_batch", None, "Replay batch (PIN).")
-flags.DEFINE_integer("replay_capacity", None, "Replay buffer size (PIN).")
-flags.DEFINE_float("learning_rate", None, "Adam learning rate.")
-flags.DEFINE_integer("mlp_hidden", None, "Hidden width of the policy's MLP head.")
 flags.DEFINE_bool("paper", False, "The papers' settings (steps, samples, full dev/test, 5 tokens).")
-flags.DEFINE_string("source_token", None, "Token the prompt follows (default: the policy's BOS).")
 run_flags.define(D)
+run_flags.define_agent()
 FLAGS = flags.FLAGS
 
-_AGENT_FLAGS = ("prompt_length", "prompts_per_step", "loss", "filter_top_k", "sampling_top_k",
-                "replay_batch", "replay_capacity", "learning_rate", "mlp_hidden")
 _PAPER = {"num_samples": 32, "num_bootstraps": 4, "eval_samples": 32, "dev_limit": 0,
           "test_limit": 0, "eval_every": 50, "classifier_pool": 4000}
 _TASK_FLAGS = ("method", "task", "direction", "dataset_seed", "train_file", "task_lm", "policy_lm",
@@ -81,11 +70,7 @@ def task_values(defaults: dict) -> dict:
 
 
 def config_from_flags() -> style_transfer.StyleTransferConfig:
-  agent = {} if FLAGS.paper else dict(style_transfer.CPU_AGENT_OVERRIDES)
-  for name in _AGENT_FLAGS:
-    value = getattr(FLAGS, name)
-    if value is not None:
-      agent[name] = None if name.endswith("top_k") and value == 0 else value
+  agent = run_flags.agent_values({} if FLAGS.paper else style_transfer.CPU_AGENT_OVERRIDES)
   shared = run_flags.values()
   shared.pop("verbalizers")
   shared["template"] = shared["template"] or generation.TEMPLATE

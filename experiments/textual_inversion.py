@@ -30,28 +30,20 @@ flags.DEFINE_string("image", D.image, "Target images: files, directories or http
 flags.DEFINE_string("clip", D.clip, "CLIP: hub name, OpenCLIP / Hugging Face directory, or 'tiny'.")
 flags.DEFINE_string("policy_lm", D.policy_lm, "Policy LM (agent) and perplexity LM: hub name, "
                     "local HF dir, or 'smollm2'.")
-flags.DEFINE_integer("prompt_length", None, "Prompt tokens (default: 8 agent, 16 PEZ).")
-flags.DEFINE_integer("prompts_per_step", None, "Prompts sampled per step (agent).")
-flags.DEFINE_integer("filter_top_k", None, "PIN's ignorable-token filter k; 0 disables it.")
-flags.DEFINE_integer("sampling_top_k", None, "Top-k sampling of the policy (RLPrompt); 0 disables.")
-flags.DEFINE_integer("replay_batch", None, "Replay batch (PIN).")
-flags.DEFINE_integer("replay_capacity", None, "Replay buffer size (PIN).")
-flags.DEFINE_float("learning_rate", None, "Learning rate (agent Adam / PEZ AdamW).")
 flags.DEFINE_bool("paper", False, "The papers' settings (no CPU-size overrides, paper steps).")
-flags.DEFINE_string("source_token", None, "Token the prompt follows (default: the policy's BOS).")
 flags.DEFINE_integer("top_prompts", D.top_prompts, "Best prompts per target in prompts.csv.")
 run_flags.define(D)
+run_flags.define_agent("Prompt tokens (default: 8 agent, 16 PEZ).",
+                       "Learning rate (agent Adam / PEZ AdamW).")
 FLAGS = flags.FLAGS
 
-_AGENT_FLAGS = ("prompt_length", "prompts_per_step", "filter_top_k", "sampling_top_k",
-                "replay_batch", "replay_capacity", "learning_rate")
 
 
 def config_from_flags() -> ti.TextualInversionConfig:
   pez = FLAGS.method == "pez"
   agent = {} if FLAGS.paper else dict(ti.CPU_AGENT_OVERRIDES)
   options = {}
-  for name in _AGENT_FLAGS:
+  for name in run_flags.AGENT_FIELDS:
     value = getattr(FLAGS, name)
     if value is None:
       continue

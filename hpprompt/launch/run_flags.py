@@ -1,8 +1,10 @@
-"""absl flags that every training launcher shares: template, steps, run directory, cadence, devices.
+"""absl flags that every training launcher shares: template, steps, run directory, cadence, devices,
+and the prompt agent's settings.
 
 A launcher calls `define(defaults)` with its config's defaults, then passes `values()` into its
 config (the field names equal the flag names). `--tensorboard` is passed on only to configs that
-have a `tensorboard` field.
+have a `tensorboard` field. Agent launchers also call `define_agent()` and build their config's
+`agent` overrides with `agent_values(...)`.
 """
 from absl import flags
 
@@ -38,4 +40,34 @@ def values() -> dict:
   out.update({name: getattr(flags.FLAGS, name) for name in _OPTIONAL
               if _defaults and hasattr(_defaults[0], name)})
   out["verbalizers"] = tuple(out["verbalizers"]) if out["verbalizers"] else None
+  return out
+
+
+# Agent settings every agent launcher exposes (None: the preset's / CPU default's value).
+AGENT_FIELDS = ("prompt_length", "prompts_per_step", "loss", "filter_top_k", "sampling_top_k",
+                "replay_batch", "replay_capacity", "learning_rate", "mlp_hidden")
+
+
+def define_agent(prompt_length_help: str = "Prompt tokens (preset/CPU default if unset).",
+                 learning_rate_help: str = "Adam learning rate.") -> None:
+  flags.DEFINE_integer("prompt_length", None, prompt_length_help)
+  flags.DEFINE_integer("prompts_per_step", None, "Prompts sampled per step.")
+  flags.DEFINE_string("loss", None, "Soft-Q loss: v1, v2, v3, v2_v3, td (preset default if unset).")
+  flags.DEFINE_integer("filter_top_k", None, "Ignorable-token filter k (PIN); 0 disables it.")
+  flags.DEFINE_integer("sampling_top_k", None, "Top-k sampling of the policy (RLPrompt); 0 disables.")
+  flags.DEFINE_integer("replay_batch", None, "Replay batch (PIN).")
+  flags.DEFINE_integer("replay_capacity", None, "Replay buffer size (PIN).")
+  flags.DEFINE_float("learning_rate", None, learning_rate_help)
+  flags.DEFINE_integer("mlp_hidden", None, "Hidden width of the policy's MLP head.")
+  flags.DEFINE_string("source_token", None, "Token the prompt follows (default: the policy's BOS).")
+
+
+def agent_values(base: dict, names=AGENT_FIELDS) -> dict:
+  """`base` (the CPU overrides, or {} with --paper) with each agent flag in `names` that was set;
+  a top-k of 0 disables it (None)."""
+  out = dict(base)
+  for name in names:
+    value = getattr(flags.FLAGS, name)
+    if value is not None:
+      out[name] = None if name.endswith("top_k") and value == 0 else value
   return out

@@ -81,6 +81,7 @@ class StyleTransferConfig:
   dtype: str = "float32"
   num_devices: int | None = None
   evaluate_test: bool = True
+  tensorboard: bool = False            # TensorBoard event files beside metrics.jsonl
 
 
 def agent_config(cfg: StyleTransferConfig):

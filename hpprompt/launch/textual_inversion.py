@@ -76,6 +76,7 @@ class TextualInversionConfig:
   checkpoint_every: int = 50
   dtype: str = "float32"
   num_devices: int | None = None
+  tensorboard: bool = False            # TensorBoard event files beside metrics.jsonl
   top_prompts: int = 3                 # prompts per target in prompts.csv and the contact sheet
 
 
