@@ -14,6 +14,7 @@ from hpprompt.agent.config import PRESETS
 from hpprompt.agent.config import SELECTION
 from hpprompt.agent.config import AgentConfig
 from hpprompt.launch import cli
+from hpprompt.launch import run_flags
 from hpprompt.launch import paper
 from hpprompt.launch import validate
 from hpprompt.metrics import perplexity
@@ -32,7 +33,7 @@ CPU_AGENT_OVERRIDES = {"prompt_length": 2, "prompts_per_step": 8, "replay_batch"
 
 
 @dataclasses.dataclass(frozen=True)
-class FewShotConfig:
+class FewShotConfig(run_flags.RunSettings):
   method: str = "pin"                 # an agent preset: pin, rlprompt, pin-td, rlprompt-rb, ...
   dataset: str = "sst-2"
   dataset_seed: int = 0
@@ -44,19 +45,9 @@ class FewShotConfig:
   calibrate: bool = True               # contextual calibration (see tasks/classification.py)
   selection: str | None = None         # best prompt by 'accuracy' or 'reward'; None: the preset's
   truncate: bool = False               # truncate over-long masked-LM inputs (RLPrompt's sides)
-  steps: int = 200
   agent: dict = dataclasses.field(default_factory=lambda: dict(CPU_AGENT_OVERRIDES))
   source_token: str | None = None
   workdir: str = "runs/fewshot"
-  resume: bool = False
-  seed: int = 0
-  eval_every: int = 10
-  log_every: int = 1
-  checkpoint_every: int = 50
-  dtype: str = "float32"
-  num_devices: int | None = None
-  tensorboard: bool = False            # TensorBoard event files beside metrics.jsonl
-  evaluate_test: bool = True
 
 
 def _dtype(name: str):

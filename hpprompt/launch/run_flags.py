@@ -6,7 +6,26 @@ config (the field names equal the flag names). `--tensorboard` is passed on only
 have a `tensorboard` field. Agent launchers also call `define_agent()` and build their config's
 `agent` overrides with `agent_values(...)`.
 """
+import dataclasses
+
 from absl import flags
+
+@dataclasses.dataclass(frozen=True)
+class RunSettings:
+  """The run settings every training launcher's config has (field names = flag names); a config
+  subclasses it and re-declares the defaults it changes."""
+  steps: int = 200
+  workdir: str = "runs/run"
+  resume: bool = False
+  seed: int = 0
+  eval_every: int = 10
+  log_every: int = 1
+  checkpoint_every: int = 50
+  dtype: str = "float32"
+  num_devices: int | None = None
+  tensorboard: bool = False            # TensorBoard event files beside metrics.jsonl
+  evaluate_test: bool = True
+
 
 FIELDS = ("template", "verbalizers", "steps", "workdir", "resume", "seed", "eval_every",
           "log_every", "checkpoint_every", "dtype", "num_devices")

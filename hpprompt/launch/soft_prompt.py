@@ -34,6 +34,7 @@ import numpy as np
 
 from hpprompt import baselines
 from hpprompt.launch import cli
+from hpprompt.launch import run_flags
 from hpprompt.launch import fewshot
 from hpprompt.launch import paper
 from hpprompt.launch import validate
@@ -58,7 +59,7 @@ MCC_DATASETS = ("glue/cola",)
 
 
 @dataclasses.dataclass(frozen=True)
-class BaselineConfig:
+class BaselineConfig(run_flags.RunSettings):
   method: str = "soft"                # soft | infoprompt | pez
   dataset: str = "sst-2"
   dataset_seed: int = 0
@@ -75,16 +76,9 @@ class BaselineConfig:
   epochs: int | None = None           # if set, steps = epochs x ceil(train examples / batch_size)
   batch_size: int = 32
   eval_every: int = 5
-  log_every: int = 1
   checkpoint_every: int = 20
   target_train_acc: float = 0.9       # report the first step whose training batch reaches it
   workdir: str = "runs/soft_prompt"
-  resume: bool = False
-  seed: int = 0
-  dtype: str = "float32"
-  num_devices: int | None = None
-  tensorboard: bool = False            # TensorBoard event files beside metrics.jsonl
-  evaluate_test: bool = True
   string_test: bool = False           # PEZ: test the string with ClassificationTask's scorer
 
 

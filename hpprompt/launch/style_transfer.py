@@ -22,6 +22,7 @@ import numpy as np
 from hpprompt.agent import trainer
 from hpprompt.agent.agent import PromptAgent
 from hpprompt.launch import cli
+from hpprompt.launch import run_flags
 from hpprompt.launch import fewshot
 from hpprompt.metrics import bertscore
 from hpprompt.metrics import style_transfer as st_metrics
@@ -45,7 +46,7 @@ CPU_AGENT_OVERRIDES = {"prompt_length": 3, "prompts_per_step": 4, "replay_batch"
 
 
 @dataclasses.dataclass(frozen=True)
-class StyleTransferConfig:
+class StyleTransferConfig(run_flags.RunSettings):
   method: str = "pin"
   task: str = "yelp"
   direction: str = "0to1"
@@ -73,15 +74,7 @@ class StyleTransferConfig:
   agent: dict = dataclasses.field(default_factory=lambda: dict(CPU_AGENT_OVERRIDES))
   source_token: str | None = None
   workdir: str = "runs/style_transfer"
-  resume: bool = False
-  seed: int = 0
-  eval_every: int = 10
-  log_every: int = 1
   checkpoint_every: int = 10
-  dtype: str = "float32"
-  num_devices: int | None = None
-  evaluate_test: bool = True
-  tensorboard: bool = False            # TensorBoard event files beside metrics.jsonl
 
 
 def agent_config(cfg: StyleTransferConfig):

@@ -23,6 +23,7 @@ import numpy as np
 from hpprompt.agent import trainer
 from hpprompt.agent.agent import PromptAgent
 from hpprompt.launch import cli
+from hpprompt.launch import run_flags
 from hpprompt.launch import contact_sheet
 from hpprompt.launch import fewshot
 from hpprompt.launch import pez_clip
@@ -59,7 +60,7 @@ PEZ_CLIP = {"prompt_length": 16, "learning_rate": 0.1, "weight_decay": 0.1, "ini
 
 
 @dataclasses.dataclass(frozen=True)
-class TextualInversionConfig:
+class TextualInversionConfig(run_flags.RunSettings):
   method: str = "pin"                  # pez, or an agent preset (pin, rlprompt, pin-td, ...)
   image: str = BUNDLED_IMAGES          # files, directories, URLs (comma-separated)
   clip: str = clip_loader.PAPER_CLIP   # hub name, OpenCLIP / HF directory, or 'tiny'
@@ -67,16 +68,7 @@ class TextualInversionConfig:
   agent: dict = dataclasses.field(default_factory=lambda: dict(CPU_AGENT_OVERRIDES))
   pez: dict = dataclasses.field(default_factory=dict)   # PEZConfig fields over PEZ_CLIP
   source_token: str | None = None
-  steps: int = 200
   workdir: str = "runs/textual_inversion"
-  resume: bool = False
-  seed: int = 0
-  eval_every: int = 10
-  log_every: int = 1
-  checkpoint_every: int = 50
-  dtype: str = "float32"
-  num_devices: int | None = None
-  tensorboard: bool = False            # TensorBoard event files beside metrics.jsonl
   top_prompts: int = 3                 # prompts per target in prompts.csv and the contact sheet
 
 
