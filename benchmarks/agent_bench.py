@@ -43,18 +43,25 @@ from hpprompt.tasks import scoring
 from hpprompt.tasks.classification import ClassificationTask
 from hpprompt.tasks.templates import Template
 
+import timing  # benchmarks/, the script's directory
+
 VERBALIZERS = (" terrible", " great")
 TEMPLATE = "{sentence_1} {prompt}"
 
 
-def _time(fn, repeats):
-  fn()                                          # compile
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t)
-  return statistics.median(times)
+def _timed_step(agent, task, state, step):
+  """One agent step with every prompt scored: (state, rollout, rewards, (sample, reward, learn) s)."""
+  task.reward_memo.clear()
+  t0 = time.perf_counter()
+  state, rollout = agent.sample(state)
+  jax.block_until_ready(rollout.tokens)
+  prompts = agent.decode(rollout.tokens)
+  t1 = time.perf_counter()
+  rewards = task.step_rewards(prompts, step)
+  t2 = time.perf_counter()
+  state, _ = agent.learn(state, rollout, rewards.raw)
+  jax.block_until_ready(state.train.params)
+  return state, rollout, prompts, rewards, (t1 - t0, t2 - t1, time.perf_counter() - t2)
 
 
 def step_breakdown(lm, tok, task, steps, prompts_per_step):
@@ -67,21 +74,10 @@ def step_breakdown(lm, tok, task, steps, prompts_per_step):
     parts = {"sample": [], "reward": [], "learn": []}
     cont_tokens = []
     for i in range(steps + 2):                  # first two steps: compilation, buffer fill
-      task.reward_memo.clear()
-      t0 = time.perf_counter()
-      state, rollout = agent.sample(state)
-      jax.block_until_ready(rollout.tokens)
-      prompts = agent.decode(rollout.tokens)
-      t1 = time.perf_counter()
-      raw, _ = task.rewards(prompts)
-      t2 = time.perf_counter()
-      state, _ = agent.learn(state, rollout, raw)
-      jax.block_until_ready(state.train.params)
-      t3 = time.perf_counter()
+      state, _, prompts, _, times = _timed_step(agent, task, state, i)
       if i >= 2:
-        parts["sample"].append(t1 - t0)
-        parts["reward"].append(t2 - t1)
-        parts["learn"].append(t3 - t2)
+        for key, value in zip(parts, times):
+          parts[key].append(value)
         cont_tokens.append(sum(len(tok.encode(" " + p)) for p in prompts) * len(task.train))
     med = {k: statistics.median(v) for k, v in parts.items()}
     rows.append((preset, med, statistics.median(cont_tokens) / med["reward"]))
@@ -100,8 +96,8 @@ def length_scaling(lm, tok, lengths, n_examples, n_prompts, repeats):
     causal = scoring.CausalScorer(lm, tok, tmpl, VERBALIZERS, prompt_group=n_prompts)
     full = scoring.FullScorer(lm, tok, tmpl, VERBALIZERS, chunk_size=n_examples * n_prompts)
     tokens = statistics.mean(len(tok.encode(e.text)) for e in examples)
-    t_causal = _time(lambda: causal.class_logits(prompts, examples), repeats)
-    t_full = _time(lambda: full.class_logits(prompts, examples), repeats)
+    t_causal = timing.median_seconds(lambda: causal.class_logits(prompts, examples), repeats)
+    t_full = timing.median_seconds(lambda: full.class_logits(prompts, examples), repeats)
     rows.append((length, tokens, t_causal, t_full))
   return rows
 
@@ -113,7 +109,7 @@ def prompt_scaling(lm, tok, counts, repeats):
     scorer = scoring.CausalScorer(lm, tok, Template(TEMPLATE, masked_lm=False), VERBALIZERS,
                                   prompt_group=n)
     prompts = [f" It was {i}" for i in range(n)]
-    rows.append((n, _time(lambda: scorer.class_logits(prompts, train), repeats)))
+    rows.append((n, timing.median_seconds(lambda: scorer.class_logits(prompts, train), repeats)))
   return rows
 
 
@@ -152,21 +148,11 @@ def paper_row(name, args, peak):
   state = agent.init(0)
   parts = {"sample": [], "reward": [], "learn": [], "flops": []}
   for i in range(args.steps + 1):                       # step 0: compilation
-    task.reward_memo.clear()
-    t0 = time.perf_counter()
-    state, rollout = agent.sample(state)
-    jax.block_until_ready(rollout.tokens)
-    prompts = agent.decode(rollout.tokens)
-    t1 = time.perf_counter()
-    rewards = task.step_rewards(prompts, i)
-    t2 = time.perf_counter()
-    state, _ = agent.learn(state, rollout, rewards.raw)
-    jax.block_until_ready(state.train.params)
-    t3 = time.perf_counter()
-    print(f"  {name} step {i}: sample {t1 - t0:.2f} s, reward {t2 - t1:.2f} s, "
-          f"learn {t3 - t2:.2f} s", flush=True)
+    state, rollout, prompts, rewards, times = _timed_step(agent, task, state, i)
+    print(f"  {name} step {i}: sample {times[0]:.2f} s, reward {times[1]:.2f} s, "
+          f"learn {times[2]:.2f} s", flush=True)
     if i >= 1:
-      for key, value in zip(parts, (t1 - t0, t2 - t1, t3 - t2, rewards.metrics["reward_flops"])):
+      for key, value in zip(parts, times + (rewards.metrics["reward_flops"],)):
         parts[key].append(value)
   med = {k: statistics.median(v) for k, v in parts.items()}
   if agent.cfg.replay:            # PIN: the buffer fills at 16 prompts a step; time a full update

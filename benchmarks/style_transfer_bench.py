@@ -17,9 +17,7 @@ generation, reward scoring (BERTScore + classifier) and learning.
 import argparse
 import json
 import os
-import statistics
 import tempfile
-import time
 
 import jax
 import numpy as np
@@ -30,17 +28,9 @@ from hpprompt.models import hub
 from hpprompt.tasks import generation
 from hpprompt.tasks import style_data
 
+import timing  # benchmarks/, the script's directory
+
 PROMPTS = ["Here is a positive review:", "Rewrite this:", " great", " The opposite of this is"]
-
-
-def _median_s(fn, repeats: int) -> float:
-  fn()
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t)
-  return statistics.median(times)
 
 
 def _torch_generate(tmodel, hf_tok, gen, prompts, sources, samples, start):
@@ -67,8 +57,8 @@ def bench(name, jmodel, jtok, tmodel, hf_tok, start, prompts, sources, samples, 
   def ours():
     key[0] = jax.random.fold_in(key[0], 1)
     return gen.generate(prompts, sources, samples, key[0])
-  j = _median_s(ours, repeats)
-  t = _median_s(lambda: _torch_generate(tmodel, hf_tok, gen, prompts, sources, samples, start),
+  j = timing.median_seconds(ours, repeats)
+  t = timing.median_seconds(lambda: _torch_generate(tmodel, hf_tok, gen, prompts, sources, samples, start),
                 repeats)
   n = len(prompts) * len(sources) * samples
   return (name, f"{len(prompts)} x {len(sources)} x {samples}", j, t, n)
