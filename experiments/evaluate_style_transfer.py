@@ -22,6 +22,8 @@ D = style_transfer.EvaluateConfig()
 flags.DEFINE_string("outputs", None, "Outputs file, one line per test input.")
 flags.DEFINE_bool("rlprompt_outputs", False, "Score RLPrompt's released Yelp outputs (bundled).")
 flags.DEFINE_string("prompt", None, "A prompt to generate the outputs with (the test protocol).")
+flags.DEFINE_string("template", D.template,
+                    "Generation template for --prompt: starts with {prompt}, has {sentence_1}.")
 flags.DEFINE_string("task", D.task, "yelp or shakespeare.")
 flags.DEFINE_string("direction", D.direction, "0to1 or 1to0.")
 flags.DEFINE_integer("dataset_seed", D.dataset_seed, "Shakespeare split 0-2.")
@@ -44,7 +46,7 @@ def config_from_flags() -> style_transfer.EvaluateConfig:
   outputs = FLAGS.outputs
   if FLAGS.rlprompt_outputs:
     outputs = style_data.rlprompt_outputs(FLAGS.direction)
-  names = ("prompt", "task", "direction", "dataset_seed", "task_lm", "content_lm", "content_layer",
+  names = ("prompt", "template", "task", "direction", "dataset_seed", "task_lm", "content_lm", "content_layer",
            "style_classifier", "classifier_pool", "fluency_classifier", "ppl_lm", "cache_dir",
            "eval_samples", "test_limit", "output_json", "dtype")
   return dataclasses.replace(D, outputs=outputs, **{n: getattr(FLAGS, n) for n in names})

@@ -94,6 +94,7 @@ def test_evaluate_outputs_file_and_prompt(tiny_gpt2_dir, tmp_path):
     ("", dict(), "outputs"),
     ("a\nb\n", dict(), "outputs"),
     (None, dict(prompt=" great" * 600), "prompt"),
+    (None, dict(prompt="Some text:", template='"{sentence_1}" {prompt}'), "template"),
     (None, dict(), "outputs"),
 ])
 def test_evaluate_bad_input_names_the_flag(tiny_gpt2_dir, tmp_path, content, kw, flag):
@@ -108,6 +109,8 @@ def test_evaluate_bad_input_names_the_flag(tiny_gpt2_dir, tmp_path, content, kw,
 @pytest.mark.parametrize("script,args,start", [
     ("style_transfer.py", ["--direction=sideways"], "error: --direction: unknown direction"),
     ("evaluate_style_transfer.py", ["--outputs=/nonexistent/o.txt"], "error: --outputs: outputs"),
+    ("evaluate_style_transfer.py", ["--prompt=x", "--template={prompt} no slot"],
+     "error: --template: template"),
 ])
 def test_cli_bad_input_exits_2_with_one_line(tmp_path, script, args, start):
   proc = subprocess.run([sys.executable, os.path.join(REPO, "experiments", script), *args,
