@@ -54,7 +54,7 @@ def top_k_sample(logits: jax.Array, key: jax.Array, top_k: int | None) -> jax.Ar
   """
   logits = logits.astype(jnp.float32)
   if top_k:
-    kth = jax.lax.top_k(logits, top_k)[0][:, -1:]
+    kth = jnp.min(jax.lax.top_k(logits, top_k)[0], axis=-1, keepdims=True)
     logits = jnp.where(logits >= kth, logits, -jnp.inf)
   return jnp.argmax(logits + jax.random.gumbel(key, logits.shape), axis=-1).astype(jnp.int32)
 
