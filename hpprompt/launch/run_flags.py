@@ -28,7 +28,7 @@ class RunSettings:
 
 
 FIELDS = ("template", "verbalizers", "steps", "workdir", "resume", "seed", "eval_every",
-          "log_every", "checkpoint_every", "dtype", "num_devices")
+          "log_every", "checkpoint_every", "dtype", "num_devices", "evaluate_test")
 _OPTIONAL = ("tensorboard",)
 _defaults = []
 
@@ -50,6 +50,9 @@ def define(defaults) -> None:
   flags.DEFINE_integer("num_devices", None, "Devices to shard over (default: all).")
   flags.DEFINE_bool("tensorboard", getattr(defaults, "tensorboard", False),
                     "Also write TensorBoard event files into --workdir (needs tensorboardX).")
+  flags.DEFINE_bool("evaluate_test", defaults.evaluate_test,
+                    "Evaluate the best prompt on the test split at the end (--noevaluate_test: "
+                    "train and select only; evaluate later with the evaluation launcher).")
   _defaults[:] = [defaults]
 
 

@@ -54,6 +54,11 @@ def test_end_to_end_and_resume(tiny_gpt2_dir, tmp_path, monkeypatch):
   assert launch_utils.read_metrics(tmp_path / "cut", drop) == rows
   assert resumed["best"] == full["best"]
   assert (tmp_path / "cut" / "test_outputs.0to1.txt").read_text() == "\n".join(lines)
+  # --noevaluate_test: train and select only (the test is scored later by the evaluation launcher).
+  no_test = style_transfer.run(_cfg(tiny_gpt2_dir, tmp_path / "no_test", steps=2,
+                                    evaluate_test=False))
+  assert "best" in no_test and not any(k.startswith("test_") for k in no_test)
+  assert "test_outputs.0to1.txt" not in os.listdir(tmp_path / "no_test")
 
 
 @pytest.mark.parametrize("change,flag", [
