@@ -15,6 +15,9 @@ from flax import nnx
 from hpprompt.models.tokenizer import Tokenizer
 
 
+_CHUNK = 64
+
+
 @functools.lru_cache(maxsize=4)
 def _nll_fn(graphdef):
   def nll(state, ids, mask):
@@ -40,13 +43,23 @@ def prompt_nll(model: nnx.Module, tokenizer: Tokenizer, prompts: list[str], *,
   if bos and start is None:
     raise ValueError("bos=True, but the reference tokenizer has neither a BOS nor an EOS token.")
   seqs = [([start] if bos else []) + tokenizer.encode(p) for p in prompts]
-  length = max(2, max(map(len, seqs)))
-  ids = np.zeros((len(seqs), length), np.int32)
-  mask = np.zeros((len(seqs), length), bool)
-  for i, s in enumerate(seqs):
-    ids[i, :len(s)], mask[i, :len(s)] = s, True
+  # Chunks of `_CHUNK` sequences padded to a multiple of 16 tokens: the logits of a chunk, not of
+  # the whole corpus, are held at once (500 sentences x 49k vocabulary were ~4 GB), and few shapes
+  # are compiled.
+  length = -(-max(2, max(map(len, seqs))) // 16) * 16
   graphdef, state = nnx.split(model)
-  total, count = _nll_fn(graphdef)(state, jnp.asarray(ids), jnp.asarray(mask))
+  totals, counts = [], []
+  for i in range(0, len(seqs), _CHUNK):
+    chunk = seqs[i:i + _CHUNK]
+    rows = _CHUNK if len(seqs) > _CHUNK else len(chunk)
+    ids = np.zeros((rows, length), np.int32)
+    mask = np.zeros((rows, length), bool)
+    for j, s in enumerate(chunk):
+      ids[j, :len(s)], mask[j, :len(s)] = s, True
+    total, count = _nll_fn(graphdef)(state, jnp.asarray(ids), jnp.asarray(mask))
+    totals.append(np.asarray(total)[:len(chunk)])
+    counts.append(np.asarray(count)[:len(chunk)])
+  total, count = np.concatenate(totals), np.concatenate(counts)
   count = np.asarray(count)
   with np.errstate(invalid="ignore", divide="ignore"):
     return np.where(count > 0, np.asarray(total) / np.maximum(count, 1), np.nan), count
