@@ -33,6 +33,7 @@ flags.DEFINE_integer("rlprompt_prompts_per_step", None, "RLPrompt prompts per st
                      "follow so that it scores as many prompts as PIN).")
 flags.DEFINE_bool("report", True, "Write the report of the finished cells into OUT/report.")
 flags.DEFINE_string("readme", None, "Also regenerate this markdown file's report section.")
+flags.DEFINE_string("report_dir", None, "Report directory (default: OUT/report).")
 FLAGS = flags.FLAGS
 
 
@@ -49,7 +50,8 @@ def _main():
       out=FLAGS.out, only=tuple(FLAGS.only), dataset_seed=FLAGS.dataset_seed,
       data_dir=FLAGS.data_dir, task_lm=FLAGS.task_lm, policy_lm=FLAGS.policy_lm,
       steps=FLAGS.steps, rlprompt_prompts_per_step=FLAGS.rlprompt_prompts_per_step,
-      dry_run=FLAGS.dry_run, report=FLAGS.report, readme=FLAGS.readme)
+      dry_run=FLAGS.dry_run, report=FLAGS.report, readme=FLAGS.readme,
+      report_dir=FLAGS.report_dir)
   outcome = grid.run(cfg)
   if any(o.startswith("failed") for o in outcome.values()):
     raise SystemExit(1)

@@ -33,8 +33,9 @@ from hpprompt.launch import cli
 from hpprompt.launch import fewshot
 from hpprompt.launch import manual
 from hpprompt.launch import paper
-from hpprompt.launch import report as report_launcher
 from hpprompt.launch import soft_prompt
+from hpprompt.report import report as report_lib
+from hpprompt.report import runs as runs_lib
 from hpprompt.tasks import data
 from hpprompt.training.run import Interrupted
 from hpprompt.training.run import saved_steps
@@ -77,6 +78,7 @@ class GridConfig:
   dry_run: bool = False
   report: bool = True
   readme: str | None = None           # also regenerate this file's report section
+  report_dir: str | None = None       # default OUT/report (e.g. docs/results to commit it)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -304,6 +306,29 @@ def _free() -> None:
   gc.collect()
 
 
+def command(cfg: GridConfig) -> str:
+  """The grid command that regenerates a report of these cells (quoted in the report)."""
+  parts = [f"--datasets={','.join(cfg.datasets)}", f"--seeds={','.join(map(str, cfg.seeds))}",
+           f"--methods={','.join(cfg.methods)}", f"--out={cfg.out}"]
+  parts += [f"--only={','.join(cfg.only)}"] if cfg.only else []
+  parts += [f"--dataset_seed={cfg.dataset_seed}"] if cfg.dataset_seed is not None else []
+  parts += [f"--report_dir={cfg.report_dir}"] if cfg.report_dir else []
+  parts += [f"--readme={cfg.readme}"] if cfg.readme else []
+  return "python experiments/results_grid.py " + " ".join(parts)
+
+
+def write_report(cfg: GridConfig, finished: list[str]) -> None:
+  """The report of the finished cells in OUT/report (and the README section with `readme`)."""
+  out = cfg.report_dir or os.path.join(cfg.out, "report")
+  try:
+    sections = report_lib.write_report(finished, out, command=command(cfg))
+  except runs_lib.NotARunError as e:
+    raise cli.FlagError("out", str(e)) from e   # a cell directory damaged since it finished
+  if cfg.readme:
+    with cli.flag("readme"):
+      report_lib.update_readme(cfg.readme, sections, out, command=command(cfg))
+
+
 def run(cfg: GridConfig, print_fn=print) -> dict:
   """Runs every cell not done; returns {cell name: 'done' | 'skipped' | 'failed: ...'}."""
   check(cfg)
@@ -344,8 +369,7 @@ def run(cfg: GridConfig, print_fn=print) -> dict:
            + (f": {failed}" if failed else ""))
   finished = [c.workdir for c in grid if status(c.workdir) == "done"]
   if cfg.report and finished:
-    report_launcher.run(report_launcher.ReportConfig(
-        runs=tuple(finished), out=os.path.join(cfg.out, "report"), readme=cfg.readme))
+    write_report(cfg, finished)
     print_fn(f"[grid] report of {len(finished)} finished cells: "
-             f"{os.path.join(cfg.out, 'report', 'report.md')}")
+             f"{os.path.join(cfg.report_dir or os.path.join(cfg.out, 'report'), 'report.md')}")
   return outcome
