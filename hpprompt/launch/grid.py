@@ -100,7 +100,7 @@ def fair_steps(reference_steps: int, reference_prompts_per_step: int,
   return math.ceil(reference_steps * reference_prompts_per_step / prompts_per_step)
 
 
-# ---- cells -----------------------------------------------------------------------------------------
+# ---- cells ---------------------------------------------------------------------------------------
 
 def _agent_config(cfg: GridConfig, method: str, **kw) -> fewshot.FewShotConfig:
   base = fewshot.FewShotConfig()
@@ -201,7 +201,7 @@ def check(cfg: GridConfig) -> None:
     fewshot.agent_config(_agent_config(cfg, method))
 
 
-# ---- status ----------------------------------------------------------------------------------------
+# ---- status --------------------------------------------------------------------------------------
 
 def _results(workdir: str) -> dict:
   try:
@@ -283,7 +283,7 @@ def describe(cfg: GridConfig, grid: list[Cell]) -> list[str]:
   return lines
 
 
-# ---- running ---------------------------------------------------------------------------------------
+# ---- running -------------------------------------------------------------------------------------
 
 def _log(out: str, record: dict) -> None:
   os.makedirs(out, exist_ok=True)

@@ -4,10 +4,10 @@
 manual_prompts.tsv`, or `prompts`) on the dev set with the task LM, the launchers' CPU defaults
 (SmolLM2-135M, contextual calibration), keeps the best by dev accuracy (ties: the first listed),
 evaluates it on the test set and measures its perplexity. It writes a run directory that the report
-reads like any other (`config.json`, `metrics.jsonl`: one record at step 0 with the best prompt's dev
-accuracy, `prompts.csv`: every manual prompt by dev accuracy, `results.json`). Nothing is trained,
-so there is no checkpoint: an interrupted manual run starts again (a few minutes, mostly the test
-set).
+reads like any other (`config.json`, `metrics.jsonl`: one record at step 0 with the best prompt's
+dev accuracy, `prompts.csv`: every manual prompt by dev accuracy, `results.json`). Nothing is
+trained, so there is no checkpoint: an interrupted manual run starts again (a few minutes, mostly
+the test set).
 """
 import csv
 import dataclasses
@@ -20,7 +20,6 @@ from hpprompt.launch import run_flags
 from hpprompt.launch import validate
 from hpprompt.tasks import verbalizers
 from hpprompt.training import sharding
-from hpprompt.training.run import Run
 
 
 def manual_prompts_file() -> str:
