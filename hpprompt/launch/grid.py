@@ -279,7 +279,7 @@ def describe(cfg: GridConfig, grid: list[Cell]) -> list[str]:
     lines.append(f"{cell.name:<{width}}  {detail:<40}  ~{minutes:5.1f} min")
   lines.append(f"{len(grid)} cells: {counts['done']} done, {counts['partial']} partial, "
                f"{counts['todo']} to do; estimated {total / 60:.1f} h on a 2-core CPU with "
-               "SmolLM2-135M (hpprompt.launch.grid.MINUTES: the README's idle-machine runs on SST-2)")
+               "SmolLM2-135M (grid.MINUTES: the README's idle-machine runs on SST-2)")
   return lines
 
 
