@@ -26,9 +26,10 @@ class RunSettings:
   tensorboard: bool = False            # TensorBoard event files beside metrics.jsonl
   evaluate_test: bool = True
   # Bookkeeping kept in config.json, not flags: the run's name in reports (default: its method;
-  # e.g. the results grid's 'infoprompt_released') and free-form notes (e.g. the grid's budget rule).
+  # e.g. the results grid's 'infoprompt_released') and free-form notes (e.g. the grid's budget
+  # rule). None by default, so that runs written before these fields existed still --resume.
   label: str | None = None
-  notes: dict = dataclasses.field(default_factory=dict)
+  notes: dict | None = None
 
 
 FIELDS = ("template", "verbalizers", "steps", "workdir", "resume", "seed", "eval_every",
