@@ -25,6 +25,11 @@ class RunSettings:
   num_devices: int | None = None
   tensorboard: bool = False            # TensorBoard event files beside metrics.jsonl
   evaluate_test: bool = True
+  # Bookkeeping kept in config.json, not flags: the run's name in reports (default: its method;
+  # e.g. the results grid's 'infoprompt_released') and free-form notes (e.g. the grid's budget
+  # rule). None by default, so that runs written before these fields existed still --resume.
+  label: str | None = None
+  notes: dict | None = None
 
 
 FIELDS = ("template", "verbalizers", "steps", "workdir", "resume", "seed", "eval_every",

@@ -33,6 +33,12 @@ def curves(groups: dict, key_of, ylabel: str, title: str, smooth: int = 1) -> Fi
     if stats is None:
       continue
     steps, mean, se = stats
+    if steps.tolist() == [0]:   # nothing trained (a manual prompt): a level over the whole plot
+      label = f"{method} (n={len(group)})"
+      line = ax.axhline(mean[0], ls="--", lw=1.2, label=label)
+      if len(group) > 1:
+        ax.axhspan(mean[0] - se[0], mean[0] + se[0], color=line.get_color(), alpha=0.15, lw=0)
+      continue
     window = max(1, min(smooth, len(steps)))
     mean, se = moving_average(mean, window), moving_average(se, window)
     label = f"{method} (n={len(group)})"

@@ -111,6 +111,20 @@ def _section_markdown(section: Section, level: int, image_dir: str) -> list[str]
   return out + [""]
 
 
+def validation_kind(key: str | None) -> str | None:
+  """What a validation key measures: the agent's `dev_acc` and the baselines' `dev_accuracy` are
+  both 'accuracy'; any other key (e.g. PIN's `dev_reward`) is its own kind."""
+  if key in ("dev_acc", "dev_accuracy"):
+    return "accuracy"
+  return None if key is None else slug(key.removeprefix("dev_"))
+
+
+def validation_kinds(keys: list[str]) -> list[str]:
+  """The kinds of `keys`, accuracy first."""
+  kinds = list(dict.fromkeys(validation_kind(k) for k in keys))
+  return sorted(kinds, key=lambda k: k != "accuracy")
+
+
 def build_sections(runs: list[runs_lib.RunData], out_dir: str) -> list[Section]:
   """Draws and saves every task's figures into out_dir; returns the sections."""
   sections = []
@@ -123,13 +137,20 @@ def build_sections(runs: list[runs_lib.RunData], out_dir: str) -> list[Section]:
         "reward": figures.curves(groups, lambda r: "raw_reward" if r.series("raw_reward")[0].size
                                  else None, "mean reward of the step's prompts",
                                  f"{task}: training reward (moving average of {smooth})", smooth),
-        "validation": figures.curves(groups, lambda r: r.validation_metric,
-                                     "validation: " + ", ".join(validation) if validation else "",
-                                     f"{task}: validation score of the current prompt"),
+    }
+    for kind in validation_kinds(validation):   # one figure per kind of score: comparable axes
+      keys = [k for k in validation if validation_kind(k) == kind]
+      subset = {m: g for m, g in groups.items()
+                if {validation_kind(r.validation_metric) for r in g} == {kind}}
+      name = "validation" if kind == validation_kinds(validation)[0] else f"validation_{kind}"
+      drawn[name] = figures.curves(subset, lambda r: r.validation_metric,
+                                   "validation: " + ", ".join(keys),
+                                   f"{task}: validation score of the current prompt")
+    drawn.update({
         "test_vs_perplexity": figures.test_vs_perplexity(groups, metrics[0], task)
                               if metrics else None,
         "time": figures.timing(groups, f"{task}: time per step"),
-    }
+    })
     saved = {}
     for kind, fig in drawn.items():
       if fig is None:

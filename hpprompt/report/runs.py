@@ -51,7 +51,8 @@ class RunData:
 
   @property
   def method(self) -> str:
-    return str(self.config.get("method", "unknown method"))
+    """config's `label` (e.g. the results grid's 'infoprompt_released'), else its `method`."""
+    return str(self.config.get("label") or self.config.get("method", "unknown method"))
 
   @property
   def seed(self):

@@ -255,3 +255,51 @@ def test_reader_of_other_launchers_layouts(tmp_path):
   assert [s.task for s in sections] == ["sst-2", "style_transfer (yelp)"]
   assert sections[0].figures["sst-2_time.png"] == ["step"]
   assert "sst-2_reward.png" not in sections[0].figures        # no reward logged
+
+
+def test_labels_manual_levels_and_one_validation_figure_per_kind(tmp_path):
+  """The results grid's runs: `label` names the group (two InfoPrompt architectures apart), a run
+  with nothing trained (manual, step 0) is a level line, dev accuracy and dev reward get separate
+  figures (the agent's dev_acc and the baselines' dev_accuracy share one)."""
+  rng = np.random.default_rng(3)
+  paths = []
+  for name, method, label, key in [("a0", "infoprompt", "infoprompt", "dev_accuracy"),
+                                   ("a1", "infoprompt", "infoprompt", "dev_accuracy"),
+                                   ("b0", "infoprompt", "infoprompt_released", "dev_accuracy"),
+                                   ("c0", "pin", "pin", "dev_reward"),
+                                   ("d0", "rlprompt", "rlprompt", "dev_acc")]:
+    path = str(tmp_path / name)
+    _fake_run(path, task="sst-2", method=method, seed=int(name[1]), steps=4, rng=rng)
+    config = json.load(open(os.path.join(path, "config.json")))
+    json.dump({**config, "label": label}, open(os.path.join(path, "config.json"), "w"))
+    rows = [json.loads(line) for line in open(os.path.join(path, "metrics.jsonl"))]
+    with open(os.path.join(path, "metrics.jsonl"), "w") as f:
+      for r in rows:
+        f.write(json.dumps({(key if k == "dev_acc" else k): v for k, v in r.items()}) + "\n")
+    paths.append(path)
+  for seed, acc in [(0, 0.6), (1, 0.8)]:       # manual: one record at step 0
+    path = tmp_path / f"m{seed}"
+    path.mkdir()
+    (path / "config.json").write_text(json.dumps({"dataset": "sst-2", "method": "manual",
+                                                  "label": "manual", "seed": seed,
+                                                  "task_lm": "lm-a"}))
+    (path / "metrics.jsonl").write_text(json.dumps({"step": 0, "dev_acc": acc}) + "\n")
+    (path / "results.json").write_text(json.dumps({"steps": 0, "validation_metric": "dev_acc",
+                                                   "best": {"prompt": "It was", "score": acc},
+                                                   "test_accuracy": acc}))
+    paths.append(str(path))
+  sections = report.write_report(paths, str(tmp_path / "out"))
+  assert list(sections[0].groups) == ["infoprompt", "infoprompt_released", "pin", "rlprompt",
+                                      "manual"]
+  assert [r.name for r in sections[0].groups["infoprompt"]] == ["a0", "a1"]
+  figures = sections[0].figures
+  assert figures["sst-2_validation.png"] == ["infoprompt (n=2)", "infoprompt_released (n=1)",
+                                             "rlprompt (n=1)", "manual (n=2)"]
+  assert figures["sst-2_validation_reward.png"] == ["pin (n=1)"]
+  summary, _ = _tables(open(tmp_path / "out" / "report.md").read(), "sst-2")
+  manual = next(r for r in summary if r["method"] == "manual")
+  assert manual["test_accuracy"] == f"{0.7:.4f} ± {0.1:.4f}"     # mean, sample std / sqrt(2)
+  # The manual level is drawn at the mean dev accuracy over seeds.
+  runs = sections[0].groups["manual"]
+  steps, mean, se = runs_lib.band(runs, "dev_acc")
+  assert steps.tolist() == [0] and mean[0] == pytest.approx(0.7) and se[0] == pytest.approx(0.1)
