@@ -48,8 +48,12 @@ def frozen_logits(state: Array, w_lm: Array) -> Array:
 
 
 def filter_threshold(state: Array, w_lm: Array, k: int) -> Array:
-  """k-th largest frozen logit per state [...]: PIN keeps tokens with W_LM e >= it (top-k filter)."""
-  return jax.lax.top_k(frozen_logits(state, w_lm), k)[0][..., -1]
+  """k-th largest frozen logit per state [...]: PIN keeps tokens with W_LM e >= it (top-k filter).
+
+  Read as the min of the top k: `[..., -1]` compiles to a full sort of every row on XLA:CPU
+  (115 vs 41 ms at 16 x 49k, k = 10,000; 115 vs 1 ms at k = 50).
+  """
+  return jnp.min(jax.lax.top_k(frozen_logits(state, w_lm), k)[0], axis=-1)
 
 
 def action_mask(state: Array, w_lm: Array, threshold: Array | None,

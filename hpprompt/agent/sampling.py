@@ -33,8 +33,9 @@ def _sampling_logp(q: Array, mask: Array | None, cfg: AgentConfig) -> Array:
   """Log-probabilities [B, V] of the behaviour policy (zeros -> -inf)."""
   reg = get_regularizer(cfg.regularizer, cfg.temperature)
   if cfg.sampling_top_k is not None:
-    kth = jax.lax.top_k(jnp.where(mask, q, -jnp.inf) if mask is not None else q,
-                        cfg.sampling_top_k)[0][..., -1:]
+    # The min of the top k, not [..., -1:]: XLA:CPU compiles the latter as a full sort of each row.
+    kth = jnp.min(jax.lax.top_k(jnp.where(mask, q, -jnp.inf) if mask is not None else q,
+                                cfg.sampling_top_k)[0], axis=-1, keepdims=True)
     top = q >= kth
     mask = top if mask is None else mask & top
   if mask is None:

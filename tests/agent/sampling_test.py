@@ -97,3 +97,20 @@ def test_filter_threshold_is_kth_frozen_logit(tiny_lm):
   np.testing.assert_allclose(thr, np.sort(f, -1)[:, -17], rtol=1e-6)
   mask = policy.action_mask(e, agent.w_lm, thr, None)
   assert (np.asarray(mask).sum(-1) >= 17).all()
+
+
+def test_kth_value_is_not_compiled_as_a_full_sort(tiny_lm):
+  """XLA:CPU compiles `top_k(...)[..., -1]` as a sort of every row; the filter and the sampling
+  top-k read the min of the top k instead (same value)."""
+  agent = _agent(tiny_lm)
+  e = jax.random.normal(jax.random.PRNGKey(1), (3, agent.dim))
+  hlo = jax.jit(lambda x: policy.filter_threshold(x, agent.w_lm, 17)).lower(e).compile().as_text()
+  assert " sort(" not in hlo
+  from hpprompt.agent import sampling  # noqa: PLC0415
+  cfg = AgentConfig(sampling_top_k=5)
+  q = jax.random.normal(jax.random.PRNGKey(2), (3, 40))
+  fn = jax.jit(lambda x: sampling._sampling_logp(x, None, cfg))
+  assert " sort(" not in fn.lower(q).compile().as_text()
+  logp = np.asarray(fn(q))
+  np.testing.assert_array_equal(np.isfinite(logp).sum(-1), 5)        # still exactly the top 5
+  np.testing.assert_array_equal(np.isfinite(logp), np.asarray(q) >= np.sort(q, -1)[:, -5:-4])
