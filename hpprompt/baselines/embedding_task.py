@@ -280,13 +280,16 @@ class EmbeddingTask:
       out.append((pre, cont, 0) if cached else ([], pre + cont, len(pre)))
     return out
 
-  def _arrays(self, examples: list[Example], length: int, cached: bool, pack: bool) -> dict:
+  def _arrays(self, examples: list[Example], length: int, cached: bool, pack: bool,
+              padded_rows: int | None = None) -> dict:
     seqs = self._sequences(examples, length, cached)
     conts = [c for _, c, _ in seqs]
     if not max(map(len, conts)):
       raise TemplateError("the prompt and the template tail are empty: nothing to read logits at.")
-    if pack:
-      width = packing.row_length(max(map(len, conts)), self.pack_length, self.max_length)
+    width = pack and packing.choose_width(
+        list(map(len, conts)), self.pack_length, _bucket(max(map(len, conts)), self.bucket),
+        self.dim, self.max_length, self.mesh.devices.size, padded_rows)
+    if width:   # packed, unless one padded row per example computes fewer slots
       out = packing.pack(conts, [s for _, _, s in seqs], [self._read(c) for c in conts], length,
                          width, self.pad_id, devices=self.mesh.devices.size)
       return {**out, "labels": np.asarray([e.label for e in examples], np.int32)}
@@ -321,8 +324,8 @@ class EmbeddingTask:
     packed = pack and not self.cached
     # Packed: only the real examples take slots; the padding examples read example 0's logits.
     fill = lambda x: np.concatenate([x, np.repeat(x[:1], len(examples) - real, 0)])
-    if packed:
-      arrays = self._arrays(examples[:real], length, False, True)
+    arrays = self._arrays(examples[:real], length, False, True, len(examples)) if packed else {}
+    if "segments" in arrays:
       arrays.update(read=fill(arrays["read"]), labels=fill(arrays["labels"]))
     else:
       arrays = self._arrays(examples, length, self.cached, False)
@@ -336,8 +339,9 @@ class EmbeddingTask:
     if null:   # padded null ids / mask: the head loss's negatives (token embeddings only)
       zero = self._arrays(examples, 0, False, False)
       ids, mask, read = self.place((zero["ids"], zero["mask"], zero["read"]))
-      if pack:
-        zero = self._arrays(examples[:real], 0, False, True)
+      packed = self._arrays(examples[:real], 0, False, True, len(examples)) if pack else {}
+      if "segments" in packed:
+        zero = packed
         rows_, where = self.place(((zero["ids"], zero["segments"]),
                                    (fill(zero["read"]), fill(zero["first"]))))
         hidden, summary = _null_pass_packed(self.state, *rows_, *where, graphdef=self.graphdef,

@@ -14,7 +14,8 @@ w.r.t. the prompt). Arrays of a packed batch:
                                         (`first`: of its first token, for InfoPrompt's null pass).
 
 Shapes stay few: W = max(pack_length, next power of two of the longest sequence) and R is rounded
-up to a power of two (and a multiple of the devices), so a run compiles about log2(R) shapes.
+up to 2^k or 3 x 2^(k-1) (`row_bucket`: at most a third of the rows padding; a multiple of the
+devices), so a run compiles about 2 log2(R) shapes at most; minibatches of one size take 1-2.
 """
 import numpy as np
 
@@ -25,12 +26,41 @@ def next_power_of_two(n: int) -> int:
   return 1 << max(0, n - 1).bit_length()
 
 
+def row_bucket(n: int, devices: int = 1) -> int:
+  """The smallest 2^k or 3 x 2^(k-1) >= n, rounded up to a multiple of `devices`."""
+  n = max(1, n)
+  power = next_power_of_two(n)
+  rows = power * 3 // 4 if power >= 4 and power * 3 // 4 >= n else power
+  return -(-rows // devices) * devices
+
+
 def row_length(longest: int, pack_length: int, limit: int | None = None) -> int:
   """Slots per packed row: pack_length, or the next power of two that holds the longest."""
   length = max(pack_length, next_power_of_two(longest))
   if limit is not None and length > limit:
     length = max(longest, limit)
   return length
+
+
+def choose_width(lengths: list[int], pack_length: int, padded_length: int, dim: int,
+                 limit: int | None = None, devices: int = 1,
+                 padded_rows: int | None = None) -> int | None:
+  """Row length W in {1, 2, 4} x pack_length (at least the longest sequence) of the cheapest
+  packed layout, or None when one row of `padded_length` per sequence is cheaper (sequences of
+  nearly equal length gain nothing from packing, and rows round up). `padded_rows`: rows of the
+  padded layout (default one per sequence; more when an evaluation chunk is filled up).
+
+  Cost of R rows of W slots: R W (1 + W / (6 dim)), the dense layers' ~24 dim^2 FLOPs per slot
+  plus attention's ~4 dim per slot and key of its row (a longer row attends over more keys).
+  """
+  cost = lambda rows, width: rows * width * (1 + width / (6 * dim))
+  longest = max(lengths)
+  best, best_cost = None, cost(padded_rows or len(lengths), padded_length)
+  for width in sorted({row_length(longest, pack_length * m, limit) for m in (1, 2, 4)}):
+    rows = pack_sequences([[0] * n for n in lengths], width)[0].shape[0]
+    if cost(row_bucket(rows, devices), width) < best_cost:
+      best, best_cost = width, cost(row_bucket(rows, devices), width)
+  return best
 
 
 def pack(seqs: list[list[int]], starts: list[int], reads: list[int], prompt_length: int,
@@ -47,8 +77,7 @@ def pack(seqs: list[list[int]], starts: list[int], reads: list[int], prompt_leng
     devices: rows are a multiple of it.
   """
   ids, segments, where = pack_sequences(seqs, length, pad_id)
-  rows = next_power_of_two(ids.shape[0])
-  rows = -(-rows // devices) * devices
+  rows = row_bucket(ids.shape[0], devices)
   ids = np.pad(ids, ((0, rows - ids.shape[0]), (0, 0)), constant_values=pad_id)
   segments = np.pad(segments, ((0, rows - segments.shape[0]), (0, 0)))
   slot = np.full(ids.shape, -1, np.int32)
