@@ -95,3 +95,17 @@ def test_top_k_sample_is_not_compiled_as_a_full_sort():
   token = np.asarray(fn(logits, jax.random.PRNGKey(1)))
   top = np.argsort(-np.asarray(logits), axis=1)[:, :10]
   assert all(t in row for t, row in zip(token, top))
+
+
+def test_dropping_finished_rows_keeps_the_tokens(tiny_lm):
+  """Decoding with finished rows dropped between calls (compact_every) is a re-layout only."""
+  sources = ["a", "the food was cold and the staff rude , and the wait was long .", "a great movie"]
+  key = jax.random.PRNGKey(7)
+  prompts = PROMPTS[1:]
+  whole = generation.Generator(*tiny_lm, compact_every=0).sample_ids(prompts, sources, 4, key)
+  gen = generation.Generator(*tiny_lm, compact_every=2)
+  tokens, lengths = gen.sample_ids(prompts, sources, 4, key)       # rows 2 x 4 x 4
+  assert gen.decode_rows[0] == 32 and min(gen.decode_rows) < 32      # rows were dropped
+  assert set(gen.decode_rows) <= {32, 16, 8}                         # few compiled shapes
+  np.testing.assert_array_equal(lengths, whole[1])
+  np.testing.assert_array_equal(tokens, whole[0])
