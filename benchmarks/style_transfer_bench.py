@@ -11,6 +11,9 @@ per (prompt, source) pair with `max_new_tokens` of the source (it has no stop at
 post-processing
 cuts there). Both produce P N S post-processed outputs; the table shows seconds per workload
 (median of repeats after a warm-up call, so compilation is excluded) and outputs per second.
+`hpprompt, all rows to the end`: the same sampler with `compact_every=0` (finished rows keep
+running until the last one stops); `decoding rows per call`: the batch of each decoding call of
+the last timed workload (finished rows dropped every 4 steps).
 With `--run`, the mean seconds of a step from that run's metrics.jsonl: policy sampling, task-LM
 generation, reward scoring (BERTScore + classifier) and learning.
 """
@@ -52,16 +55,19 @@ def _torch_generate(tmodel, hf_tok, gen, prompts, sources, samples, start):
 
 def bench(name, jmodel, jtok, tmodel, hf_tok, start, prompts, sources, samples, repeats):
   gen = generation.Generator(jmodel, jtok, lower=True, start_token=start)
+  whole = generation.Generator(jmodel, jtok, lower=True, start_token=start, compact_every=0)
   key = [jax.random.PRNGKey(0)]
 
-  def ours():
+  def ours(g=gen):
     key[0] = jax.random.fold_in(key[0], 1)
-    return gen.generate(prompts, sources, samples, key[0])
+    return g.generate(prompts, sources, samples, key[0])
   j = timing.median_seconds(ours, repeats)
+  rows = list(getattr(gen, "decode_rows", []))
+  one_call = timing.median_seconds(lambda: ours(whole), repeats)
   t = timing.median_seconds(lambda: _torch_generate(tmodel, hf_tok, gen, prompts, sources, samples, start),
                 repeats)
   n = len(prompts) * len(sources) * samples
-  return (name, f"{len(prompts)} x {len(sources)} x {samples}", j, t, n)
+  return (name, f"{len(prompts)} x {len(sources)} x {samples}", j, t, n, one_call, rows)
 
 
 def step_split(run_dir: str) -> None:
@@ -112,12 +118,14 @@ def main():
                       sources, samples, repeats))
   print(f"\nCPU: {os.cpu_count()} cores, jax {jax.__version__}, torch {torch.__version__}, "
         f"transformers {transformers.__version__}\n")
+  print(f"load average {os.getloadavg()[0]:.1f}\n")
   print("| task LM | prompts x sources x samples | hpprompt (s) | transformers (s) | "
-        "outputs/s hpprompt | outputs/s transformers | speed-up |")
-  print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
-  for name, work, j, t, n in rows:
+        "outputs/s hpprompt | outputs/s transformers | speed-up | hpprompt, all rows to the end "
+        "(s) | decoding rows per call |")
+  print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+  for name, work, j, t, n, one_call, batch_rows in rows:
     print(f"| {name} | {work} | {j:.2f} | {t:.2f} | {n / j:.1f} | {n / t:.1f} | "
-          f"{t / j:.1f}x |")
+          f"{t / j:.1f}x | {one_call:.2f} | {' '.join(map(str, batch_rows))} |")
   if args.run:
     step_split(args.run)
 
