@@ -88,24 +88,28 @@ def main():
   parser.add_argument("--quick", action="store_true")
   parser.add_argument("--run", default=None, help="A style-transfer run directory.")
   parser.add_argument("--skip_smollm2", action="store_true")
+  parser.add_argument("--skip_gpt2", action="store_true")
+  parser.add_argument("--repeats", type=int, default=None, help="Override the repeats.")
   args = parser.parse_args()
   torch.set_num_threads(os.cpu_count())
   torch.manual_seed(0)
   sources = style_data.load("yelp", "0to1").test[:2 if args.quick else 4]
   prompts = PROMPTS[:2] if args.quick else PROMPTS
   samples, repeats = (4, 1) if args.quick else (8, 3)
+  repeats = args.repeats or repeats
   rows = []
   with tempfile.TemporaryDirectory() as tmp:
-    cfg = transformers.GPT2Config(n_layer=6, bos_token_id=0, eos_token_id=0)
-    tmodel = transformers.GPT2LMHeadModel(cfg).eval()
-    tmodel.save_pretrained(tmp)
-    from tests import tiny  # noqa: PLC0415  (a BPE tokenizer for the random GPT-2)
-    jtok_dir = tiny.make_gpt2(os.path.join(tmp, "tok"))
-    hf_tok = transformers.AutoTokenizer.from_pretrained(jtok_dir)
-    _, jtok = hub.load_pretrained(jtok_dir)
-    jmodel = hub.load_model(tmp)
-    rows.append(bench("distilgpt2-sized GPT-2 (random, 6L 768)", jmodel, jtok, tmodel, hf_tok,
-                      None, prompts, sources, samples, repeats))
+    if not args.skip_gpt2:
+      cfg = transformers.GPT2Config(n_layer=6, bos_token_id=0, eos_token_id=0)
+      tmodel = transformers.GPT2LMHeadModel(cfg).eval()
+      tmodel.save_pretrained(tmp)
+      from tests import tiny  # noqa: PLC0415  (a BPE tokenizer for the random GPT-2)
+      jtok_dir = tiny.make_gpt2(os.path.join(tmp, "tok"))
+      hf_tok = transformers.AutoTokenizer.from_pretrained(jtok_dir)
+      _, jtok = hub.load_pretrained(jtok_dir)
+      jmodel = hub.load_model(tmp)
+      rows.append(bench("distilgpt2-sized GPT-2 (random, 6L 768)", jmodel, jtok, tmodel, hf_tok,
+                        None, prompts, sources, samples, repeats))
   if not args.skip_smollm2:
     from hpprompt.models import smollm2  # noqa: PLC0415
     path = smollm2.gguf_path()
