@@ -124,7 +124,7 @@ def test_infoprompt_loss_and_gradients_equal_the_padded_layout(setup):
   params = methods[0].init(0).params
   values = []
   for method in methods:
-    batch = method.task.encode(examples[:8], 3, null=True)
+    batch = method.task.encode(examples, 3, null=True)
     assert (batch.segments is None) == (method.task is padded)
     fn = lambda p, m=method, b=batch: infoprompt.loss(p, b, m.frozen, jax.random.PRNGKey(3),
                                                       graphdef=m.task.graphdef, cfg=m.cfg)
