@@ -137,13 +137,14 @@ def _null_pass_packed(state, ids, segments, read, first, *, graphdef, causal):
   return hidden[read], hidden[read if causal else first]
 
 
+@functools.partial(jax.jit, static_argnames=("graphdef", "vocab"))
 def _vocab_embeddings(state, *, graphdef, vocab):
   return nnx.merge(graphdef, state).embed(jnp.arange(vocab)[None])[0]
 
 
 def take(batch: PromptBatch, rows) -> PromptBatch:
   """Examples `rows` of a batch (a minibatch of the training set); packed batches are re-packed
-  on the host (rows of the same length, a power of two of them)."""
+  on the host (rows of the same length, their number bucketed: `packing.row_bucket`)."""
   rows = jnp.asarray(rows)
   pick = lambda x: None if x is None else x[rows]
   nulls = {f: pick(getattr(batch, f)) for f in ("null_ids", "null_mask", "null_hidden",
