@@ -11,10 +11,15 @@ per (prompt, source) pair with `max_new_tokens` of the source (it has no stop at
 post-processing
 cuts there). Both produce P N S post-processed outputs; the table shows seconds per workload
 (median of repeats after a warm-up call, so compilation is excluded) and outputs per second.
+`hpprompt, all rows to the end`: the same sampler with `compact_every=0` (finished rows keep
+running until the last one stops); `decoding rows per call`: the batch of each decoding call of
+the last timed workload (finished rows dropped every 4 steps).
+`--before=FILE`: that older generation.py's sampler is timed on the same workload in the same run.
 With `--run`, the mean seconds of a step from that run's metrics.jsonl: policy sampling, task-LM
 generation, reward scoring (BERTScore + classifier) and learning.
 """
 import argparse
+import importlib.util
 import json
 import os
 import tempfile
@@ -50,18 +55,33 @@ def _torch_generate(tmodel, hf_tok, gen, prompts, sources, samples, start):
   return outs
 
 
-def bench(name, jmodel, jtok, tmodel, hf_tok, start, prompts, sources, samples, repeats):
+def _load_module(path):
+  spec = importlib.util.spec_from_file_location("generation_before", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def bench(name, jmodel, jtok, tmodel, hf_tok, start, prompts, sources, samples, repeats,
+          before=None):
   gen = generation.Generator(jmodel, jtok, lower=True, start_token=start)
+  whole = generation.Generator(jmodel, jtok, lower=True, start_token=start, compact_every=0)
   key = [jax.random.PRNGKey(0)]
 
-  def ours():
+  def ours(g=gen):
     key[0] = jax.random.fold_in(key[0], 1)
-    return gen.generate(prompts, sources, samples, key[0])
+    return g.generate(prompts, sources, samples, key[0])
   j = timing.median_seconds(ours, repeats)
+  rows = list(getattr(gen, "decode_rows", []))
+  one_call = timing.median_seconds(lambda: ours(whole), repeats)
+  old = None
+  if before is not None:
+    old_gen = _load_module(before).Generator(jmodel, jtok, lower=True, start_token=start)
+    old = timing.median_seconds(lambda: ours(old_gen), repeats)
   t = timing.median_seconds(lambda: _torch_generate(tmodel, hf_tok, gen, prompts, sources, samples, start),
                 repeats)
   n = len(prompts) * len(sources) * samples
-  return (name, f"{len(prompts)} x {len(sources)} x {samples}", j, t, n)
+  return (name, f"{len(prompts)} x {len(sources)} x {samples}", j, t, n, one_call, rows, old)
 
 
 def step_split(run_dir: str) -> None:
@@ -82,24 +102,31 @@ def main():
   parser.add_argument("--quick", action="store_true")
   parser.add_argument("--run", default=None, help="A style-transfer run directory.")
   parser.add_argument("--skip_smollm2", action="store_true")
+  parser.add_argument("--skip_gpt2", action="store_true")
+  parser.add_argument("--repeats", type=int, default=None, help="Override the repeats.")
+  parser.add_argument("--before", default=None, help="An older hpprompt/tasks/generation.py "
+                      "(e.g. from `git show REV:hpprompt/tasks/generation.py`), timed too.")
+  parser.add_argument("--samples", type=int, default=None, help="Override the samples.")
   args = parser.parse_args()
   torch.set_num_threads(os.cpu_count())
   torch.manual_seed(0)
   sources = style_data.load("yelp", "0to1").test[:2 if args.quick else 4]
   prompts = PROMPTS[:2] if args.quick else PROMPTS
   samples, repeats = (4, 1) if args.quick else (8, 3)
+  repeats, samples = args.repeats or repeats, args.samples or samples
   rows = []
   with tempfile.TemporaryDirectory() as tmp:
-    cfg = transformers.GPT2Config(n_layer=6, bos_token_id=0, eos_token_id=0)
-    tmodel = transformers.GPT2LMHeadModel(cfg).eval()
-    tmodel.save_pretrained(tmp)
-    from tests import tiny  # noqa: PLC0415  (a BPE tokenizer for the random GPT-2)
-    jtok_dir = tiny.make_gpt2(os.path.join(tmp, "tok"))
-    hf_tok = transformers.AutoTokenizer.from_pretrained(jtok_dir)
-    _, jtok = hub.load_pretrained(jtok_dir)
-    jmodel = hub.load_model(tmp)
-    rows.append(bench("distilgpt2-sized GPT-2 (random, 6L 768)", jmodel, jtok, tmodel, hf_tok,
-                      None, prompts, sources, samples, repeats))
+    if not args.skip_gpt2:
+      cfg = transformers.GPT2Config(n_layer=6, bos_token_id=0, eos_token_id=0)
+      tmodel = transformers.GPT2LMHeadModel(cfg).eval()
+      tmodel.save_pretrained(tmp)
+      from tests import tiny  # noqa: PLC0415  (a BPE tokenizer for the random GPT-2)
+      jtok_dir = tiny.make_gpt2(os.path.join(tmp, "tok"))
+      hf_tok = transformers.AutoTokenizer.from_pretrained(jtok_dir)
+      _, jtok = hub.load_pretrained(jtok_dir)
+      jmodel = hub.load_model(tmp)
+      rows.append(bench("distilgpt2-sized GPT-2 (random, 6L 768)", jmodel, jtok, tmodel, hf_tok,
+                        None, prompts, sources, samples, repeats, args.before))
   if not args.skip_smollm2:
     from hpprompt.models import smollm2  # noqa: PLC0415
     path = smollm2.gguf_path()
@@ -109,15 +136,18 @@ def main():
                                                         gguf_file=os.path.basename(path))
     jmodel, jtok = hub.load_pretrained("smollm2")
     rows.append(bench("SmolLM2-135M", jmodel, jtok, tmodel, hf_tok, "<|endoftext|>", prompts,
-                      sources, samples, repeats))
+                      sources, samples, repeats, args.before))
   print(f"\nCPU: {os.cpu_count()} cores, jax {jax.__version__}, torch {torch.__version__}, "
         f"transformers {transformers.__version__}\n")
+  print(f"load average {os.getloadavg()[0]:.1f}\n")
   print("| task LM | prompts x sources x samples | hpprompt (s) | transformers (s) | "
-        "outputs/s hpprompt | outputs/s transformers | speed-up |")
-  print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
-  for name, work, j, t, n in rows:
+        "outputs/s hpprompt | outputs/s transformers | speed-up | hpprompt, all rows to the end "
+        "(s) | decoding rows per call | --before (s) |")
+  print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
+  for name, work, j, t, n, one_call, batch_rows, old in rows:
     print(f"| {name} | {work} | {j:.2f} | {t:.2f} | {n / j:.1f} | {n / t:.1f} | "
-          f"{t / j:.1f}x |")
+          f"{t / j:.1f}x | {one_call:.2f} | {' '.join(map(str, batch_rows))} | "
+          f"{'-' if old is None else f'{old:.2f}'} |")
   if args.run:
     step_split(args.run)
 

@@ -15,7 +15,10 @@ tokens). The class logits are the verbalizer logits (`scoring.verbalizer_logits`
 (causal LMs) or at <mask> (masked LMs). With P = embed(tokens of ' ' + p) they equal the string
 scorers' logits for the hard prompt p (tested). Causal LMs with the inputs before {prompt}: the
 inputs cannot see the prompt, so they are encoded once into a KV cache and each step runs only the
-prompt and the tail (`SharedPrefix`), like `scoring.CausalScorer`.
+prompt and the tail (`SharedPrefix`), like `scoring.CausalScorer`. Otherwise (masked LMs, the
+prompt before the inputs) the sequences are packed several to a row (`packing`: block-diagonal
+attention, per-segment positions, each with its own prompt slots), so no FLOPs go to padding;
+`pack_length=None` gives one padded row per example (the reference layout).
 """
 import functools
 
@@ -25,6 +28,10 @@ import numpy as np
 from flax import nnx
 from flax import struct
 
+from hpprompt.baselines import packing
+from hpprompt.baselines.vocabulary import allowed_tokens  # noqa: F401  (re-exported)
+from hpprompt.baselines.vocabulary import nearest_ids  # noqa: F401
+from hpprompt.baselines.vocabulary import round_trip_tokens  # noqa: F401
 from hpprompt.models.base import CausalLM
 from hpprompt.models.cache import KVCache
 from hpprompt.models.cache import SharedPrefix
@@ -54,20 +61,25 @@ class PromptBatch:
   null_mask: Array | None = None     # [B, T0]
   null_hidden: Array | None = None   # [B, D] null pass: hidden state at its read position
   null_summary: Array | None = None  # [B, D] null pass: position 0 (masked LMs) / read (causal LMs)
+  segments: Array | None = None      # packed layout (`packing`): [R, W] segment ids; then ids,
+  example: Array | None = None       # mask, slot are [R, W], example [R, W], read flat in R x W
 
   @property
   def size(self) -> int:
-    return self.ids.shape[0]
+    return self.read.shape[0]
 
 
-def insert_prompt(x: Array, prompt: Array, slot: Array) -> Array:
-  """x [B, T, D] with x[b, t] = prompt[slot[b, t]] where slot >= 0; prompt [L, D] or [B, L, D]."""
+def insert_prompt(x: Array, prompt: Array, slot: Array, example: Array | None = None) -> Array:
+  """x [B, T, D] with x[b, t] = prompt[slot[b, t]] where slot >= 0; prompt [L, D] or [B, L, D]
+  (row b's, or with `example` [B, T] of a packed batch, example[b, t]'s prompt)."""
   length = prompt.shape[-2]
   if length == 0:
     return x
   idx = jnp.clip(slot, 0, length - 1)
   if prompt.ndim == 2:
     rows = prompt[idx]                                                      # [B, T, D]
+  elif example is not None:
+    rows = prompt[example, idx]
   else:
     rows = jnp.take_along_axis(prompt, idx[..., None], axis=1)
   return jnp.where((slot >= 0)[..., None], rows.astype(x.dtype), x)
@@ -75,12 +87,15 @@ def insert_prompt(x: Array, prompt: Array, slot: Array) -> Array:
 
 def prompt_embeddings(model: nnx.Module, prompt: Array, batch: PromptBatch) -> Array:
   """The LM's input embeddings [B, T, D] with the prompt in its slots."""
-  return insert_prompt(model.embed(batch.ids), prompt, batch.slot)
+  return insert_prompt(model.embed(batch.ids), prompt, batch.slot, batch.example)
 
 
 def read_hidden(model: nnx.Module, prompt: Array, batch: PromptBatch) -> Array:
   """Final hidden state [B, D] at each row's read position (last token or <mask>)."""
   x = prompt_embeddings(model, prompt, batch)
+  if batch.segments is not None:
+    hidden = model(inputs_embeds=x, segment_ids=batch.segments, compute_logits=False).hidden
+    return hidden.reshape(-1, hidden.shape[-1])[batch.read]
   if batch.prefix is None:
     out = model(inputs_embeds=x, attention_mask=batch.mask, compute_logits=False)
   else:
@@ -114,19 +129,35 @@ def _null_pass(state, ids, mask, read, *, graphdef, causal):
   return at_read, (at_read if causal else hidden[:, 0])
 
 
+@functools.partial(jax.jit, static_argnames=("graphdef", "causal"))
+def _null_pass_packed(state, ids, segments, read, first, *, graphdef, causal):
+  """`_null_pass` over packed rows (`packing`): read / first are flat slot indices [B]."""
+  hidden = nnx.merge(graphdef, state)(ids, segment_ids=segments, compute_logits=False).hidden
+  hidden = hidden.reshape(-1, hidden.shape[-1])
+  return hidden[read], hidden[read if causal else first]
+
+
 @functools.partial(jax.jit, static_argnames=("graphdef", "vocab"))
 def _vocab_embeddings(state, *, graphdef, vocab):
   return nnx.merge(graphdef, state).embed(jnp.arange(vocab)[None])[0]
 
 
 def take(batch: PromptBatch, rows) -> PromptBatch:
-  """Rows of a batch (a minibatch of the training set)."""
+  """Examples `rows` of a batch (a minibatch of the training set); packed batches are re-packed
+  on the host (rows of the same length, their number bucketed: `packing.row_bucket`)."""
   rows = jnp.asarray(rows)
-  prefix = None if batch.prefix is None else batch.prefix.take(rows)
   pick = lambda x: None if x is None else x[rows]
+  nulls = {f: pick(getattr(batch, f)) for f in ("null_ids", "null_mask", "null_hidden",
+                                                 "null_summary")}
+  if batch.segments is not None:
+    devices = len(batch.ids.sharding.device_set) if isinstance(batch.ids, jax.Array) else 1
+    arrays = packing.take({f: getattr(batch, f) for f in ("ids", "segments", "slot", "read")},
+                          np.asarray(rows), 0, devices=devices)
+    return PromptBatch(*(arrays[k] for k in ("ids", "mask", "slot", "read")), pick(batch.labels),
+                       segments=arrays["segments"], example=arrays["example"], **nulls)
+  prefix = None if batch.prefix is None else batch.prefix.take(rows)
   return PromptBatch(*(pick(getattr(batch, f)) for f in ("ids", "mask", "slot", "read", "labels")),
-                     prefix=prefix, null_ids=pick(batch.null_ids), null_mask=pick(batch.null_mask),
-                     null_hidden=pick(batch.null_hidden), null_summary=pick(batch.null_summary))
+                     prefix=prefix, **nulls)
 
 
 def _wrap(tokenizer: Tokenizer) -> tuple[list[int], list[int]]:
@@ -162,11 +193,13 @@ class EmbeddingTask:
     cache_inputs: encode the inputs once when they precede {prompt} in a causal LM.
     bucket: sequence lengths are padded to a multiple of it (fewer recompilations).
     max_length: longest input accepted (also capped by the model's position table).
+    pack_length: slots per packed row for uncached sequences (`packing`); None: padded rows.
   """
 
   def __init__(self, model: nnx.Module, tokenizer: Tokenizer, template: Template | str,
                verbalizers: tuple[str, ...], *, mesh: jax.sharding.Mesh | None = None,
-               cache_inputs: bool = True, bucket: int = 8, max_length: int = 512):
+               cache_inputs: bool = True, bucket: int = 8, max_length: int = 512,
+               pack_length: int | None = 128):
     self.model, self.tokenizer = model, tokenizer
     self.causal = isinstance(model, CausalLM)
     if isinstance(template, str):
@@ -195,7 +228,7 @@ class EmbeddingTask:
     limit = getattr(config, "max_positions", None)
     if limit is not None:   # learned / rotary position tables (RoBERTa's start after an offset)
       max_length = min(max_length, limit - getattr(config, "position_offset", 0))
-    self.bucket, self.max_length = bucket, max_length
+    self.bucket, self.max_length, self.pack_length = bucket, max_length, pack_length
     self.dim = jax.eval_shape(model.embed, jnp.zeros((1, 1), jnp.int32)).shape[-1]
 
   # ---- vocabulary and hard prompts ---------------------------------------------------------------
@@ -251,11 +284,19 @@ class EmbeddingTask:
       out.append((pre, cont, 0) if cached else ([], pre + cont, len(pre)))
     return out
 
-  def _arrays(self, examples: list[Example], length: int, cached: bool) -> dict:
+  def _arrays(self, examples: list[Example], length: int, cached: bool, pack: bool,
+              padded_rows: int | None = None) -> dict:
     seqs = self._sequences(examples, length, cached)
     conts = [c for _, c, _ in seqs]
     if not max(map(len, conts)):
       raise TemplateError("the prompt and the template tail are empty: nothing to read logits at.")
+    width = pack and packing.choose_width(
+        list(map(len, conts)), self.pack_length, _bucket(max(map(len, conts)), self.bucket),
+        self.dim, self.max_length, self.mesh.devices.size, padded_rows)
+    if width:   # packed, unless one padded row per example computes fewer slots
+      out = packing.pack(conts, [s for _, _, s in seqs], [self._read(c) for c in conts], length,
+                         width, self.pad_id, devices=self.mesh.devices.size)
+      return {**out, "labels": np.asarray([e.label for e in examples], np.int32)}
     t = _bucket(max(map(len, conts)), 1 if cached else self.bucket)
     slot = np.full((len(seqs), t), -1, np.int32)
     for i, (_, _, start) in enumerate(seqs):
@@ -281,19 +322,37 @@ class EmbeddingTask:
       null: also the prompt-free pass InfoPrompt needs (null ids/mask and hidden states).
       rows: pad to this many rows by repeating the first example (fixed shapes for evaluation).
     """
-    examples = list(examples) + [examples[0]] * ((rows or len(examples)) - len(examples))
-    arrays = self._arrays(examples, length, self.cached)
-    batch = PromptBatch(*(arrays[k] for k in ("ids", "mask", "slot", "read", "labels")))
+    real = len(examples)
+    examples = list(examples) + [examples[0]] * ((rows or real) - real)
+    pack = self.pack_length is not None
+    packed = pack and not self.cached
+    # Packed: only the real examples take slots; the padding examples read example 0's logits.
+    fill = lambda x: np.concatenate([x, np.repeat(x[:1], len(examples) - real, 0)])
+    arrays = self._arrays(examples[:real], length, False, True, len(examples)) if packed else {}
+    if "segments" in arrays:
+      arrays.update(read=fill(arrays["read"]), labels=fill(arrays["labels"]))
+    else:
+      arrays = self._arrays(examples, length, self.cached, False)
+    batch = PromptBatch(*(arrays[k] for k in ("ids", "mask", "slot", "read", "labels")),
+                        segments=arrays.get("segments"), example=arrays.get("example"))
     batch = self.place(batch)
     if self.cached:
       ids, mask = self.place((arrays["prefix_ids"], arrays["prefix_mask"]))
       cache = _encode_prefix(self.state, ids, mask, graphdef=self.graphdef)
       batch = batch.replace(prefix=self._place_cache(cache))
-    if null:
-      zero = self._arrays(examples, 0, False)
+    if null:   # padded null ids / mask: the head loss's negatives (token embeddings only)
+      zero = self._arrays(examples, 0, False, False)
       ids, mask, read = self.place((zero["ids"], zero["mask"], zero["read"]))
-      hidden, summary = _null_pass(self.state, ids, mask, read, graphdef=self.graphdef,
-                                   causal=self.causal)
+      packed = self._arrays(examples[:real], 0, False, True, len(examples)) if pack else {}
+      if "segments" in packed:
+        zero = packed
+        rows_, where = self.place(((zero["ids"], zero["segments"]),
+                                   (fill(zero["read"]), fill(zero["first"]))))
+        hidden, summary = _null_pass_packed(self.state, *rows_, *where, graphdef=self.graphdef,
+                                            causal=self.causal)
+      else:
+        hidden, summary = _null_pass(self.state, ids, mask, read, graphdef=self.graphdef,
+                                     causal=self.causal)
       batch = batch.replace(null_ids=ids, null_mask=mask, null_hidden=hidden, null_summary=summary)
     return batch
 
@@ -326,7 +385,7 @@ class EmbeddingTask:
   def place(self, tree):
     """Shards batch-first arrays over the mesh (replicates when B is not a multiple of devices)."""
     leaves = jax.tree.leaves(tree)
-    if leaves and leaves[0].shape[0] % self.mesh.devices.size == 0:
+    if leaves and all(np.shape(x)[0] % self.mesh.devices.size == 0 for x in leaves):
       return sharding.shard(tree, self.mesh)
     return sharding.replicate(jax.tree.map(jnp.asarray, tree), self.mesh)
 
@@ -343,38 +402,3 @@ class EmbeddingTask:
   def logits(self, prompt: Array, batch: PromptBatch) -> Array:
     """Verbalizer logits [B, C] with `prompt` ([L, D] or [B, L, D]) in the slot (jitted)."""
     return _logits(self.state, prompt, batch, self.verbalizer_ids, graphdef=self.graphdef)
-
-def allowed_tokens(tokenizer: Tokenizer, vocab: int, *, exclude_special: bool = True) -> np.ndarray:
-  """bool [vocab]: ids the tokenizer knows, minus its special tokens (PEZ's projection targets)."""
-  allowed = np.zeros(vocab, bool)
-  allowed[:min(vocab, tokenizer.vocab_size)] = True
-  if exclude_special:
-    allowed[[i for i in tokenizer.special_ids() if i < vocab]] = False
-  return allowed
-
-
-def round_trip_tokens(tokenizer: Tokenizer, vocab: int) -> np.ndarray:
-  """bool [vocab]: tokens t whose decoded text encodes back to exactly [t].
-
-  Excludes byte fragments of multi-byte characters (they decode to U+FFFD) and tokens the tokenizer
-  would never produce from their own text, two causes of hard prompts that do not survive a
-  decode -> encode round trip.
-  """
-  n = min(vocab, tokenizer.vocab_size)
-  texts = [tokenizer.decode([i]) for i in range(n)]
-  out = np.zeros(vocab, bool)
-  out[:n] = [ids == [i] for i, ids in enumerate(tokenizer.encode_batch(texts))]
-  return out
-
-
-def nearest_ids(prompt: Array, embeddings: Array, allowed: Array | None = None) -> Array:
-  """Ids [..., L] of the vocabulary rows nearest to each prompt vector by cosine similarity.
-
-  PEZ (Wen et al. 2023, `optim_utils.nn_project`): both sides L2-normalised, then argmax of the dot
-  product; also Lester et al.'s nearest-neighbour reading of soft prompts.
-  """
-  unit = lambda v: v / jnp.maximum(jnp.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
-  cos = unit(prompt.astype(jnp.float32)) @ unit(embeddings.astype(jnp.float32)).T   # [..., L, V]
-  if allowed is not None:
-    cos = jnp.where(allowed, cos, -jnp.inf)
-  return jnp.argmax(cos, axis=-1).astype(jnp.int32)

@@ -7,15 +7,20 @@ most `max(1.5 n, n + 10)` new tokens (n = tokens of the source sentence), and ea
 post-processed: cut at the first `"`, strip, cut after the first `.`, `!` or `?`, lower-cased for
 Yelp.
 
-The prompt comes first, so it is a shared prefix. One jitted call per batch:
-  1. encodes the P prompts once into a KV cache ([P] rows);
-  2. repeats each prompt's cache for the N inputs and encodes `' "{sentence}" "'` ([P N] rows);
-  3. repeats each (prompt, input) cache for the S samples ([P N S] rows) and decodes token by token
-  in
-     a `lax.while_loop` that stops when every row has produced a `"` (or EOS) or reached its limit.
-Sampling draws argmax(masked logits + Gumbel(fold_in(key, t))), i.e. `jax.random.categorical` over
-the
-top-k logits, so a reference can redraw the same tokens from the same logits.
+The prompt comes first, so it is a shared prefix. Per batch:
+  1. one jitted call (`prefill`) encodes the P prompts once into a KV cache ([P] rows), repeats each
+     prompt's cache for the N inputs and encodes `' "{sentence}" "'` ([P N] rows), and repeats each
+     (prompt, input) cache for the S samples ([P N S] rows);
+  2. jitted calls of `decode` run `compact_every` decoding steps each (a `lax.while_loop` that
+     stops early when every row has produced a `"` (or EOS) or reached its limit); between calls,
+     once the rows still running fit in half the batch, they are gathered into a smaller one (a
+     power of two, at least `MIN_ROWS`: log2(P N S / 8) + 1 compiled shapes at most), so
+     finished rows stop costing forward passes (`compact_every=0`: one call,
+     all rows to the end, as `sample_tokens`).
+Sampling draws argmax(masked logits + Gumbel(fold_in(key, t))[row]), i.e. `jax.random.categorical`
+over the top-k logits, with the noise row of the row's index among all P N S rows whatever batch it
+runs in: the tokens are the same with and without compaction (tested), and a reference can redraw
+them from the same logits.
 The prompt and the rest are tokenized separately (byte-level BPE splits before the space of ` "`,
 so this equals tokenizing the whole text; tests check it).
 """
@@ -31,6 +36,7 @@ from flax import nnx
 from hpprompt.models.tokenizer import Tokenizer
 
 TEMPLATE = '{prompt} "{sentence_1}" "'
+MIN_ROWS = 8   # smallest decoding batch after dropping finished rows (few compiled shapes)
 
 
 def max_new_tokens(source_tokens: int) -> int:
@@ -50,13 +56,20 @@ def postprocess(text: str, *, end_punct: str = '"', lower: bool = False) -> str:
 def top_k_sample(logits: jax.Array, key: jax.Array, top_k: int | None) -> jax.Array:
   """Token per row [B] from logits [B, V]: argmax(top-k logits + Gumbel noise of `key`).
 
-  Hugging Face's TopKLogitsWarper keeps logits >= the k-th largest; so does this.
+  Hugging Face's TopKLogitsWarper keeps logits >= the k-th largest; so does this. The k-th largest
+  is read as the min of the top k: on XLA:CPU reading it as `v[:, -1]` compiles the top_k as a full
+  sort of every row (10x slower at 128 x 49k, more than the decoding step itself; as in sparsemax).
   """
+  return top_k_with_noise(logits, jax.random.gumbel(key, logits.shape), top_k)
+
+
+def top_k_with_noise(logits: jax.Array, noise: jax.Array, top_k: int | None) -> jax.Array:
+  """`top_k_sample` with its Gumbel noise [B, V] given."""
   logits = logits.astype(jnp.float32)
   if top_k:
     kth = jnp.min(jax.lax.top_k(logits, top_k)[0], axis=-1, keepdims=True)
     logits = jnp.where(logits >= kth, logits, -jnp.inf)
-  return jnp.argmax(logits + jax.random.gumbel(key, logits.shape), axis=-1).astype(jnp.int32)
+  return jnp.argmax(logits + noise, axis=-1).astype(jnp.int32)
 
 
 def _bucket(n: int, step: int = 8) -> int:
@@ -71,13 +84,10 @@ def _pad(seqs: list[list[int]], width: int) -> tuple[np.ndarray, np.ndarray]:
   return ids, mask
 
 
-def sample_tokens(lm: nnx.Module, prompt_ids, prompt_mask, input_ids, input_mask, limits, key, *,
-                  num_samples: int, max_new: int, top_k: int | None, stop_table):
-  """Pure sampler (jit it through `Generator`). Shapes: prompts [P, Lp], inputs [N, Li], limits [N].
-
-  Returns tokens [P, N, S, max_new] int32 and lengths [P, N, S]: tokens generated up to and
-  including the first stop token, or the row's limit.
-  """
+def prefill(lm: nnx.Module, prompt_ids, prompt_mask, input_ids, input_mask, *, num_samples: int,
+            max_new: int):
+  """Prompts [P, Lp] encoded once, inputs [N, Li] continuing each prompt's cache, then each (prompt,
+  input) cache repeated for the S samples: (cache, next-token logits) of P N S rows (p, n, s)."""
   p, n, s = prompt_ids.shape[0], input_ids.shape[0], num_samples
   cache = lm.init_cache(p, prompt_ids.shape[1] + input_ids.shape[1] + max_new)
   cache = lm(prompt_ids, attention_mask=prompt_mask, cache=cache, compute_logits=False).cache
@@ -87,26 +97,55 @@ def sample_tokens(lm: nnx.Module, prompt_ids, prompt_mask, input_ids, input_mask
   last = jnp.maximum(mask.sum(1) - 1, 0)
   hidden = jnp.take_along_axis(out.hidden, last[:, None, None], axis=1)[:, 0]   # [P N, D]
   rows = jnp.repeat(jnp.arange(p * n), s)                                        # rows (p, n, s)
-  cache, logits = out.cache.take(rows), lm.unembed(hidden)[rows]
-  limit = jnp.tile(jnp.repeat(limits, s), p)
-  b = p * n * s
-  state = (0, cache, logits, jnp.zeros((b, max_new), jnp.int32), jnp.zeros((b,), bool),
-           jnp.zeros((b,), jnp.int32))
+  return out.cache.take(rows), lm.unembed(hidden)[rows]
+
+
+def decode(lm: nnx.Module, cache, logits, rows, limit, done, length, t, key, *, steps: int,
+           max_new: int, total_rows: int, top_k: int | None, stop_table):
+  """Up to `steps` decoding steps from step t of the rows `rows` (their indices among all
+  `total_rows`); stops early when every row is done or t reaches max_new.
+
+  Row r draws its token at step t with the noise row `rows[r]` of Gumbel(fold_in(key, t),
+  [total_rows, V]), so the tokens do not depend on which rows run together (`Generator` drops
+  finished rows between calls). Returns (cache, logits, done, length, t, tokens [b, steps]).
+  """
+  b, t_start = rows.shape[0], t
+  t_end = jnp.minimum(t + steps, max_new)
 
   def cond(state):
     t, _, _, _, done, _ = state
-    return (t < max_new) & ~jnp.all(done)
+    return (t < t_end) & ~jnp.all(done)
 
   def body(state):
     t, cache, logits, tokens, done, length = state
-    token = top_k_sample(logits, jax.random.fold_in(key, t), top_k)
-    tokens = tokens.at[:, t].set(jnp.where(done, 0, token))
+    noise = jax.random.gumbel(jax.random.fold_in(key, t), (total_rows, logits.shape[-1]))
+    token = top_k_with_noise(logits, noise[rows] if b < total_rows else noise, top_k)
+    tokens = jax.lax.dynamic_update_slice(tokens, jnp.where(done, 0, token)[:, None],
+                                          (0, t - t_start))
     length = jnp.where(done, length, t + 1)
     done = done | stop_table[token] | (t + 1 >= limit)
     out = lm(token[:, None], cache=cache)
     return t + 1, out.cache, out.logits[:, -1], tokens, done, length
 
-  _, _, _, tokens, _, length = jax.lax.while_loop(cond, body, state)
+  state = (t, cache, logits, jnp.zeros((b, steps), jnp.int32), done, length)
+  t, cache, logits, tokens, done, length = jax.lax.while_loop(cond, body, state)
+  return cache, logits, done, length, t, tokens
+
+
+def sample_tokens(lm: nnx.Module, prompt_ids, prompt_mask, input_ids, input_mask, limits, key, *,
+                  num_samples: int, max_new: int, top_k: int | None, stop_table):
+  """Pure sampler, all rows to the end (jit it). Shapes: prompts [P, Lp], inputs [N, Li], limits
+  [N]. Returns tokens [P, N, S, max_new] int32 and lengths [P, N, S]: tokens generated up to and
+  including the first stop token, or the row's limit."""
+  p, n, s = prompt_ids.shape[0], input_ids.shape[0], num_samples
+  cache, logits = prefill(lm, prompt_ids, prompt_mask, input_ids, input_mask,
+                          num_samples=s, max_new=max_new)
+  b = p * n * s
+  limit = jnp.tile(jnp.repeat(limits, s), p)
+  zeros = jnp.zeros((b,), jnp.int32)
+  *_, length, _, tokens = decode(lm, cache, logits, jnp.arange(b), limit, zeros > 0, zeros,
+                                 jnp.zeros((), jnp.int32), key, steps=max_new, max_new=max_new,
+                                 total_rows=b, top_k=top_k, stop_table=stop_table)
   return tokens.reshape(p, n, s, max_new), length.reshape(p, n, s)
 
 
@@ -115,6 +154,23 @@ def _sample_jit(graphdef, state, stop_table, *args, num_samples, max_new, top_k)
   # Module-level so that generators over equal models share compilations.
   return sample_tokens(nnx.merge(graphdef, state), *args, num_samples=num_samples,
                        max_new=max_new, top_k=top_k, stop_table=stop_table)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "num_samples", "max_new"))
+def _prefill_jit(graphdef, state, *args, num_samples, max_new):
+  return prefill(nnx.merge(graphdef, state), *args, num_samples=num_samples, max_new=max_new)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "steps", "max_new", "total_rows",
+                                             "top_k"))
+def _decode_jit(graphdef, state, stop_table, *args, steps, max_new, total_rows, top_k):
+  return decode(nnx.merge(graphdef, state), *args, steps=steps, max_new=max_new,
+                total_rows=total_rows, top_k=top_k, stop_table=stop_table)
+
+
+@jax.jit
+def _take_rows(cache, rest, idx):
+  return cache.take(idx), jax.tree.map(lambda x: x[idx], rest)
 
 
 def _pow2(n: int) -> int:
@@ -131,6 +187,10 @@ class Generator:
   lower: bool = False
   end_punct: str = '"'
   start_token: str | None = None   # prepended to every prompt (e.g. SmolLM2's <|endoftext|>)
+  # Decoding steps per call between drops of finished rows (the rows still running are gathered
+  # into a batch half as large or less, a power of two); 0: one call runs all rows to the end.
+  # The same tokens either way (`decode` draws each row's noise by its index among all rows).
+  compact_every: int = 4
 
   def __post_init__(self):
     if not self.template.startswith("{prompt}") or "{sentence_1}" not in self.template:
@@ -186,11 +246,49 @@ class Generator:
     max_new = _bucket(max(limits), 32)
     if self.max_positions is not None:
       max_new = min(max_new, self.max_positions - pids.shape[1] - iids.shape[1])
-    tokens, lengths = _sample_jit(self.graphdef, self.state, self.stop_table, jnp.asarray(pids),
-                                  jnp.asarray(pmask), jnp.asarray(iids), jnp.asarray(imask),
-                                  jnp.asarray(limits, jnp.int32), key, num_samples=num_samples,
-                                  max_new=max_new, top_k=self.top_k)
-    return np.asarray(tokens)[:p, :n], np.asarray(lengths)[:p, :n]
+    arrays = tuple(map(jnp.asarray, (pids, pmask, iids, imask)))
+    if not self.compact_every:
+      tokens, lengths = _sample_jit(self.graphdef, self.state, self.stop_table, *arrays,
+                                    jnp.asarray(limits, jnp.int32), key, num_samples=num_samples,
+                                    max_new=max_new, top_k=self.top_k)
+      return np.asarray(tokens)[:p, :n], np.asarray(lengths)[:p, :n]
+    shape = (len(prompts), len(sources), num_samples)
+    limit = np.tile(np.repeat(np.asarray(limits, np.int32), num_samples), len(prompts))
+    tokens, lengths = self._decode_compacting(arrays, limit, key, num_samples, max_new)
+    return tokens.reshape(shape + (max_new,))[:p, :n], lengths.reshape(shape)[:p, :n]
+
+  def _decode_compacting(self, arrays, limit: np.ndarray, key, num_samples: int, max_new: int):
+    """Tokens [B, max_new] and lengths [B] of all B rows, decoded `compact_every` steps per call;
+    after a call, the rows still running move to a smaller batch when they fit in half of it."""
+    total = limit.shape[0]
+    cache, logits = _prefill_jit(self.graphdef, self.state, *arrays, num_samples=num_samples,
+                                 max_new=max_new)
+    tokens, lengths = np.zeros((total, max_new), np.int32), np.zeros((total,), np.int32)
+    rows, real = np.arange(total), np.ones((total,), bool)    # real: not a filler row
+    done, length = jnp.zeros((total,), bool), jnp.zeros((total,), jnp.int32)
+    limit_d, t = jnp.asarray(limit), 0
+    self.decode_rows = []            # rows per decoding call (the compaction, for benchmarks)
+    while t < max_new:
+      self.decode_rows.append(len(rows))
+      cache, logits, done, length, t_d, chunk = _decode_jit(
+          self.graphdef, self.state, self.stop_table, cache, logits, jnp.asarray(rows), limit_d,
+          done, length, jnp.asarray(t, jnp.int32), key, steps=self.compact_every,
+          max_new=max_new, total_rows=total, top_k=self.top_k)
+      t_new, finished = int(t_d), np.asarray(done)
+      tokens[rows[real], t:t_new] = np.asarray(chunk)[real, :t_new - t]
+      lengths[rows[real]] = np.asarray(length)[real]
+      t = t_new
+      live = np.flatnonzero(~finished & real)
+      if len(live) == 0:
+        break
+      size = max(_pow2(len(live)), MIN_ROWS)
+      if size <= len(rows) // 2:   # fillers repeat a running row, marked done, never written
+        idx = np.concatenate([live, np.repeat(live[:1], size - len(live))])
+        cache, (logits, limit_d, length) = _take_rows(cache, (logits, limit_d, length),
+                                                      jnp.asarray(idx))
+        rows, real = rows[idx], np.arange(size) < len(live)
+        done = jnp.asarray(~real)
+    return tokens, lengths
 
   def generate(self, prompts: list[str], sources: list[str], num_samples: int,
                key) -> list[list[list[str]]]:

@@ -83,3 +83,29 @@ def test_context_overflow_is_a_value_error(tiny_lm):
   gen = generation.Generator(*tiny_lm)
   with pytest.raises(ValueError, match="positions"):
     gen.check_length([" great" * 600], SOURCES)
+
+
+def test_top_k_sample_is_not_compiled_as_a_full_sort():
+  """Reading the k-th value as v[:, -1] compiled lax.top_k as a full sort of every row on XLA:CPU
+  (10x slower per decoding step at 128 x 49k); the min of the top k keeps XLA's TopK."""
+  logits = jax.random.normal(jax.random.PRNGKey(0), (4, 300))
+  fn = jax.jit(lambda x, key: generation.top_k_sample(x, key, 10))
+  assert " sort(" not in fn.lower(logits, jax.random.PRNGKey(1)).compile().as_text()
+  # Still the top-k sample: the drawn token is among the 10 largest logits of its row.
+  token = np.asarray(fn(logits, jax.random.PRNGKey(1)))
+  top = np.argsort(-np.asarray(logits), axis=1)[:, :10]
+  assert all(t in row for t, row in zip(token, top))
+
+
+def test_dropping_finished_rows_keeps_the_tokens(tiny_lm):
+  """Decoding with finished rows dropped between calls (compact_every) is a re-layout only."""
+  sources = ["a", "the food was cold and the staff rude , and the wait was long .", "a great movie"]
+  key = jax.random.PRNGKey(7)
+  prompts = PROMPTS[1:]
+  whole = generation.Generator(*tiny_lm, compact_every=0).sample_ids(prompts, sources, 4, key)
+  gen = generation.Generator(*tiny_lm, compact_every=2)
+  tokens, lengths = gen.sample_ids(prompts, sources, 4, key)       # rows 2 x 4 x 4
+  assert gen.decode_rows[0] == 32 and min(gen.decode_rows) < 32      # rows were dropped
+  assert set(gen.decode_rows) <= {32, 16, 8}                         # few compiled shapes
+  np.testing.assert_array_equal(lengths, whole[1])
+  np.testing.assert_array_equal(tokens, whole[0])
