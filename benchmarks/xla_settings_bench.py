@@ -33,6 +33,8 @@ SETTINGS = {
     "2 CPU devices x 1 Eigen thread": (
         "--xla_force_host_platform_device_count=2 --xla_cpu_multi_thread_eigen=false", {},
         "float32"),
+    "thread pool of 1 (NPROC=1)": ("", {"NPROC": "1"}, "float32"),
+    "thread pool of 4 (NPROC=4)": ("", {"NPROC": "4"}, "float32"),
     "fast math": ("--xla_cpu_enable_fast_math=true", {}, "float32"),
     "fast min/max": ("--xla_cpu_enable_fast_min_max=true", {}, "float32"),
     "512-bit vectors": ("--xla_cpu_prefer_vector_width=512", {}, "float32"),
