@@ -74,15 +74,17 @@ def child(args):
 
 
 def _env(flags: str, extra: dict) -> dict:
-  return dict(os.environ, **extra, XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " " + flags).strip())
+  xla_flags = (os.environ.get("XLA_FLAGS", "") + " " + flags).strip()
+  return dict(os.environ, **extra, XLA_FLAGS=xla_flags)
 
 
 def check(names):
-  """Runs each setting's flags on a tiny program: an unknown flag aborts jax (printed here)."""
+  """Runs each setting's flags on a tiny program: an unknown flag aborts jax (said here)."""
   for name in names:
     flags, extra, _ = SETTINGS[name]
-    res = subprocess.run([sys.executable, "-c", "import jax.numpy as jnp; print(jnp.ones(3).sum())"],
-                         env=_env(flags, extra), capture_output=True, text=True)
+    program = "import jax.numpy as jnp; print(jnp.ones(3).sum())"
+    res = subprocess.run([sys.executable, "-c", program], env=_env(flags, extra),
+                         capture_output=True, text=True)
     warned = [line for line in res.stderr.splitlines() if "flag" in line.lower()]
     print(f"{name}: {'parses' if res.returncode == 0 else 'REJECTED'} {' '.join(warned)[:200]}")
 
@@ -91,10 +93,11 @@ def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--task_lm", default="/tmp/hpprompt_paper_models/roberta-base")
   parser.add_argument("--model_dir", default="/tmp/hpprompt_paper_models",
-                      help="where paper_models.py builds roberta-base when --task_lm is absent")
+                      help="where paper_models.py builds roberta-base if --task_lm is absent")
   parser.add_argument("--rounds", type=int, default=3)
   parser.add_argument("--prompts", type=int, default=16)
-  parser.add_argument("--settings", default="", help=f"comma-separated names: {', '.join(SETTINGS)}")
+  parser.add_argument("--settings", default="",
+                      help=f"comma-separated names: {', '.join(SETTINGS)}")
   parser.add_argument("--check", action="store_true", help="only check that each setting parses")
   parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
   parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)

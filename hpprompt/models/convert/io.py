@@ -57,8 +57,9 @@ def read_safetensors(path: str) -> dict[str, StoredTensor]:
     return _read_safetensors_header(path)
   except Exception as e:  # noqa: BLE001  (truncated / not safetensors: json, struct, value errors)
     reason = str(e) if isinstance(e, ConversionError) else f"{type(e).__name__}: {e}"
-    raise ConversionError(f"{path}: not a readable safetensors file ({' '.join(reason.split())[:200]}"
-                          "); it may be truncated: download or save it again.") from e
+    reason = " ".join(reason.split())[:200]
+    raise ConversionError(f"{path}: not a readable safetensors file ({reason}); it may be "
+                          "truncated: download or save it again.") from e
 
 
 def _read_safetensors_header(path: str) -> dict[str, StoredTensor]:
