@@ -223,12 +223,14 @@ class FullScorer(Scorer):
   By default sequences are packed (`pack_sequences`) into rows of `pack_length` tokens with
   block-diagonal attention and per-segment positions, so no FLOPs go to padding; rows go through
   in calls of `pack_tokens` tokens (the last call's rows rounded up to a power of two), so a run
-  compiles a handful of shapes (`self.shapes`). `pack_length=None`: one padded row per sequence,
-  chunks of `chunk_size` rows padded to their longest (the reference path).
+  compiles a handful of shapes (`self.shapes`). 2048 tokens a call: XLA's buffers for roberta-large
+  take 72 MiB (272 MiB at 4096) and the reward is no slower (benchmarks/README.md).
+  `pack_length=None`: one padded row per sequence, chunks of `chunk_size` rows padded to their
+  longest (the reference path).
   """
 
   def __init__(self, *args, max_length: int | None = None, pack_length: int | None = 128,
-               pack_tokens: int = 4096, truncation_side: str | None = None, **kwargs):
+               pack_tokens: int = 2048, truncation_side: str | None = None, **kwargs):
     super().__init__(*args, **kwargs)
     self.max_length = max_length or self.max_positions or 512
     self.masked_lm = self.template.masked_lm
