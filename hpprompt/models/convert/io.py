@@ -5,6 +5,7 @@ import json
 import math
 import os
 import struct
+import warnings
 
 import jax.numpy as jnp
 import numpy as np
@@ -95,7 +96,9 @@ def read_torch_bin(path: str) -> dict[str, np.ndarray]:
     raise ConversionError(f"{path}: reading a PyTorch .bin checkpoint needs torch "
                           "(pip install torch==2.13.0), or convert it to model.safetensors.") from e
   try:   # weights_only: never runs pickled code; anything but plain tensors is refused
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    with warnings.catch_warnings():   # e.g. "Detected pickle protocol 101": the error says it all
+      warnings.simplefilter("ignore")
+      state = torch.load(path, map_location="cpu", weights_only=True)
   except Exception as e:  # noqa: BLE001  (torch's message suggests unsafe loading: not repeated)
     raise ConversionError(f"{path}: not a readable PyTorch weights file ({type(e).__name__}); it "
                           "is truncated, broken, or holds objects other than tensors, which "
