@@ -170,17 +170,6 @@ def _wrap(tokenizer: Tokenizer) -> tuple[list[int], list[int]]:
   raise TemplateError("cannot tell the tokenizer's special tokens from its text tokens.")
 
 
-def _pad(seqs: list[list[int]], length: int, value: int) -> np.ndarray:
-  out = np.full((len(seqs), length), value, np.int32)
-  for i, s in enumerate(seqs):
-    out[i, :len(s)] = s
-  return out
-
-
-def _bucket(n: int, step: int) -> int:
-  return max(step, -(-n // step) * step)
-
-
 class EmbeddingTask:
   """A frozen task LM + template + verbalizers, fed embedding-level prompts.
 
@@ -290,26 +279,27 @@ class EmbeddingTask:
     conts = [c for _, c, _ in seqs]
     if not max(map(len, conts)):
       raise TemplateError("the prompt and the template tail are empty: nothing to read logits at.")
+    padded_length = packing.round_up(max(map(len, conts)), self.bucket)
     width = pack and packing.choose_width(
-        list(map(len, conts)), self.pack_length, _bucket(max(map(len, conts)), self.bucket),
+        list(map(len, conts)), self.pack_length, padded_length,
         self.dim, self.max_length, self.mesh.devices.size, padded_rows)
     if width:   # packed, unless one padded row per example computes fewer slots
       out = packing.pack(conts, [s for _, _, s in seqs], [self._read(c) for c in conts], length,
                          width, self.pad_id, devices=self.mesh.devices.size)
       return {**out, "labels": np.asarray([e.label for e in examples], np.int32)}
-    t = _bucket(max(map(len, conts)), 1 if cached else self.bucket)
+    t = packing.round_up(max(map(len, conts)), 1 if cached else self.bucket)
     slot = np.full((len(seqs), t), -1, np.int32)
     for i, (_, _, start) in enumerate(seqs):
       slot[i, start:start + length] = np.arange(length)
-    out = {"ids": _pad(conts, t, self.pad_id),
-           "mask": _pad([[1] * len(c) for c in conts], t, 0) > 0, "slot": slot,
+    out = {"ids": packing.pad_rows(conts, t, self.pad_id),
+           "mask": packing.pad_rows([[1] * len(c) for c in conts], t, 0) > 0, "slot": slot,
            "read": np.asarray([self._read(c) for c in conts], np.int32),
            "labels": np.asarray([e.label for e in examples], np.int32)}
     if cached:
       pres = [p for p, _, _ in seqs]
-      s = _bucket(max(map(len, pres)), self.bucket)
-      out["prefix_ids"] = _pad(pres, s, self.pad_id)
-      out["prefix_mask"] = _pad([[1] * len(p) for p in pres], s, 0) > 0
+      s = packing.round_up(max(map(len, pres)), self.bucket)
+      out["prefix_ids"] = packing.pad_rows(pres, s, self.pad_id)
+      out["prefix_mask"] = packing.pad_rows([[1] * len(p) for p in pres], s, 0) > 0
     return out
 
   def encode(self, examples: list[Example], length: int, *, null: bool = False,
@@ -359,7 +349,7 @@ class EmbeddingTask:
   def batches(self, examples: list[Example], length: int, *, null: bool = False,
               chunk_size: int = 128):
     """Yields (indices into `examples`, batch) in chunks of similar length (for evaluation)."""
-    chunk = _bucket(chunk_size, self.mesh.devices.size)
+    chunk = packing.round_up(chunk_size, self.mesh.devices.size)
     sizes = [len(s) for s in self.tokenizer.encode_batch([e.text + (e.text_b or "")
                                                           for e in examples])]
     order = np.argsort(sizes, kind="stable")

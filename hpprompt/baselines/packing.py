@@ -22,6 +22,19 @@ import numpy as np
 from hpprompt.tasks.scoring import pack_sequences
 
 
+def pad_rows(seqs: list[list[int]], length: int, value: int) -> np.ndarray:
+  """[len(seqs), length] int32: each sequence left-aligned, the rest `value`."""
+  out = np.full((len(seqs), length), value, np.int32)
+  for i, s in enumerate(seqs):
+    out[i, :len(s)] = s
+  return out
+
+
+def round_up(n: int, step: int) -> int:
+  """n rounded up to a multiple of step (at least step)."""
+  return max(step, -(-n // step) * step)
+
+
 def next_power_of_two(n: int) -> int:
   return 1 << max(0, n - 1).bit_length()
 

@@ -132,3 +132,16 @@ def test_infoprompt_loss_and_gradients_equal_the_padded_layout(setup):
     values.append((total, aux["logits"], batch.null_hidden, batch.null_summary, grads))
   for x, y in zip(*values):
     jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, **TOL), x, y)
+
+
+def test_pad_rows_and_round_up_against_brute_force():
+  rng = np.random.default_rng(3)
+  seqs = [list(rng.integers(1, 50, rng.integers(0, 9))) for _ in range(7)]
+  out = packing.pad_rows(seqs, 10, -1)
+  assert out.shape == (7, 10) and out.dtype == np.int32
+  for row, s in zip(out, seqs):
+    assert list(row) == s + [-1] * (10 - len(s))
+  for n in range(0, 40):
+    for step in (1, 3, 8):
+      r = packing.round_up(n, step)
+      assert r % step == 0 and r >= max(n, step) and r - step < max(n, step)
