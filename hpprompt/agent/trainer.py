@@ -48,13 +48,12 @@ def train(agent: PromptAgent, task: PromptTask, run: Run, cfg: TrainConfig) -> d
     state = agent.place(state.replace(**restored))
     task.load_memo_state(run.meta.get("task_memo"))
   step = run.start_step
-  t_start = time.time()
   with stop_on_sigint(run) as stop:
     try:
       _loop(agent, task, run, cfg, state, step, stop)
     except KeyboardInterrupt:
       raise Interrupted(run.saved_step) from None
-  results = {"steps": cfg.steps, "train_seconds": time.time() - t_start, "best": run.prompts.best,
+  results = {"steps": cfg.steps, "train_seconds": run.train_seconds(), "best": run.prompts.best,
              "top_prompts": run.prompts.records}
   best = run.prompts.best
   if best is not None:

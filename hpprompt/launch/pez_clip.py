@@ -54,7 +54,7 @@ class PEZSearch:
     restored = run.restore({"train": state})
     if restored is not None:
       state = method.place(restored["train"])
-    step, t_start = int(state.step), time.time()
+    step = int(state.step)
     with stop_on_sigint(run) as stop:
       try:
         while step < cfg.steps:
@@ -85,6 +85,6 @@ class PEZSearch:
     best = run.prompts.best
     if best is not None:
       run.print(f"best prompt {best['prompt']!r}: clip_score {best['score']:.4f}")
-    return {"steps": cfg.steps, "train_seconds": time.time() - t_start, "best": best,
+    return {"steps": cfg.steps, "train_seconds": run.train_seconds(), "best": best,
             "top_prompts": run.prompts.records, "best_step": int(state.best_step),
             "final_ids": [int(i) for i in sharding.to_host(method.ids(state.params))]}

@@ -212,7 +212,7 @@ def train(method, emb, task: ClassificationTask, run: Run, cfg: BaselineConfig) 
   dev = list(emb.batches(task.dev, length, null=method.eval_needs_null))
   dev_labels = np.asarray([task.dev[j].label for i, _ in dev for j in i])
   n, b = len(task.train), min(cfg.batch_size, len(task.train))
-  step, t_start = int(state.step), time.time()
+  step = int(state.step)
   with stop_on_sigint(run) as stop:
     try:
       while step < cfg.steps:
@@ -249,7 +249,7 @@ def train(method, emb, task: ClassificationTask, run: Run, cfg: BaselineConfig) 
         run.save(step, {"train": state})
         run.print(f"interrupted: saved step {step} in {run.workdir}; continue with --resume")
       raise Interrupted(run.saved_step) from None
-  return _results(method, emb, task, run, cfg, state, time.time() - t_start, primary)
+  return _results(method, emb, task, run, cfg, state, run.train_seconds(), primary)
 
 
 def _history(run: Run) -> list[dict]:

@@ -218,12 +218,15 @@ class Run:
     self.meta: dict = {}           # the restored checkpoint's metadata
     self._t0 = time.time()
     self._first_step_time = None
+    self._seconds_before = 0.0     # training time of the checkpointed steps of earlier processes
+    self._segment_start = time.time()
 
   # ---- checkpoints -------------------------------------------------------------------------------
 
   def restore(self, templates: dict) -> dict | None:
     """Restores the newest intact checkpoint (None if there is none); sets `start_step`, prompts."""
     found = self.checkpointer.restore_latest(templates, log=self.print)
+    self._segment_start = time.time()     # training time counts from here (loading excluded)
     if found is None:
       return None
     step, trees, meta = found
@@ -232,6 +235,7 @@ class Run:
                             f"another run (id {meta.get('run_id')}, config.json says "
                             f"{self.run_id}); use that run's directory.")
     self.meta = meta
+    self._seconds_before = float(meta.get("train_seconds", 0.0))
     self.start_step = self.saved_step = int(meta["step"])
     self.prompts = BestPrompts(self.prompts.keep, meta.get("prompts"))
     self._truncate_metrics(self.start_step)
@@ -241,9 +245,15 @@ class Run:
   def save(self, step: int, trees: dict, extra: dict | None = None) -> None:
     if step == self.saved_step:   # e.g. Ctrl-C on a checkpoint step: already saved
       return
-    meta = {"step": step, "run_id": self.run_id, "prompts": self.prompts.records, **(extra or {})}
+    meta = {"step": step, "run_id": self.run_id, "prompts": self.prompts.records,
+            "train_seconds": self.train_seconds(), **(extra or {})}
     self.checkpointer.save(step, trees, meta)
     self.saved_step = step
+
+  def train_seconds(self) -> float:
+    """Seconds of training so far, over every process that resumed this run: the time up to the
+    restored checkpoint (steps redone after a crash count once) plus this process's since `restore`."""
+    return self._seconds_before + time.time() - self._segment_start
 
   def maybe_save(self, step: int, trees: dict, extra: dict | None = None) -> None:
     if step % self.checkpoint_every == 0 or step == self.total_steps:
