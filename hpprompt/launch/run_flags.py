@@ -33,7 +33,7 @@ class RunSettings:
 
 
 FIELDS = ("template", "verbalizers", "steps", "workdir", "resume", "seed", "eval_every",
-          "log_every", "checkpoint_every", "dtype", "num_devices", "evaluate_test")
+          "log_every", "checkpoint_every", "dtype", "num_devices", "evaluate_test", "label")
 _OPTIONAL = ("tensorboard",)
 _defaults = []
 
@@ -58,6 +58,8 @@ def define(defaults) -> None:
   flags.DEFINE_bool("evaluate_test", defaults.evaluate_test,
                     "Evaluate the best prompt on the test split at the end (--noevaluate_test: "
                     "train and select only; evaluate later with the evaluation launcher).")
+  flags.DEFINE_string("label", None, "The run's name in reports (default: its method), e.g. "
+                      "'pin k=1000' for one arm of an ablation.")
   _defaults[:] = [defaults]
 
 

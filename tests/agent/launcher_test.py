@@ -108,3 +108,19 @@ def test_cli_bad_flag_exits_2_with_one_line(tmp_path):
   assert proc.returncode == 2
   errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
   assert errors == [errors[0]] and errors[0].startswith("error: --dataset: unknown data set 'nope'")
+
+
+def test_cli_label_names_the_run_in_reports(tiny_gpt2_dir, tmp_path):
+  from hpprompt.report import runs as runs_lib
+  workdir = tmp_path / "k50"
+  proc = subprocess.run(
+      [sys.executable, os.path.join(REPO, "experiments", "fewshot_classification.py"),
+       f"--task_lm={tiny_gpt2_dir}", f"--policy_lm={tiny_gpt2_dir}", "--source_token=<s>",
+       "--steps=2", "--eval_every=1", "--prompt_length=2", "--prompts_per_step=4",
+       "--mlp_hidden=32", "--replay_batch=4", "--filter_top_k=50", "--noevaluate_test",
+       "--label=pin k=50", f"--workdir={workdir}"], capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert json.loads((workdir / "config.json").read_text())["label"] == "pin k=50"
+  run = runs_lib.load_run(str(workdir))
+  assert run.method == "pin k=50"
+  assert list(runs_lib.group_runs([run]).values()) == [{"pin k=50": [run]}]
