@@ -303,3 +303,33 @@ def test_labels_manual_levels_and_one_validation_figure_per_kind(tmp_path):
   runs = sections[0].groups["manual"]
   steps, mean, se = runs_lib.band(runs, "dev_acc")
   assert steps.tolist() == [0] and mean[0] == pytest.approx(0.7) and se[0] == pytest.approx(0.1)
+
+
+def test_summary_over_tasks_in_percent_with_median_perplexity(tmp_path):
+  rng = np.random.default_rng(3)
+  specs = [(t, m, s) for t in ("sst-2", "mr") for m in ("pin", "manual") for s in (0, 1, 2)]
+  specs += [("sst-2", "pez", 0)]                     # a method missing from one task
+  paths, results = [], {}
+  for task, method, seed in specs:
+    path = str(tmp_path / f"{task}_{method}_{seed}")
+    results[path] = _fake_run(path, task=task, method=method, seed=seed, steps=4, rng=rng)
+    paths.append(path)
+  report.write_report(paths, str(tmp_path / "out"))
+  markdown = open(os.path.join(tmp_path / "out", "report.md")).read()
+  (rows,) = _tables(markdown, "all tasks")
+  assert [r["method"] for r in rows] == ["pin", "manual", "pez"]
+  for row, method in zip(rows, ("pin", "manual")):
+    means = []
+    for task in ("sst-2", "mr"):
+      values = 100 * np.asarray([results[p]["test_accuracy"] for p, spec in zip(paths, specs)
+                                 if spec[:2] == (task, method)])
+      mean, se = values.mean(), values.std(ddof=1) / np.sqrt(len(values))
+      assert row[f"{task} (test_accuracy)"] == f"{mean:.1f} ± {se:.1f}"
+      means.append(mean)
+    assert row["mean over tasks"] == f"{np.mean(means):.1f}" and row["seeds"] == "3"
+    ppl = [results[p]["best"]["perplexity"] for p, spec in zip(paths, specs) if spec[1] == method]
+    assert row["median perplexity"] == report.fmt_perplexity(float(np.median(ppl)))
+  assert rows[2]["mr (test_accuracy)"] == "—" and rows[2]["mean over tasks"] == "—"
+  assert rows[2]["sst-2 (test_accuracy)"] == f"{100 * results[paths[-1]]['test_accuracy']:.1f}"
+  one_task = report.render(report.write_report(paths[:3], str(tmp_path / "one")))
+  assert "all tasks" not in one_task                  # a single task needs no summary
