@@ -78,11 +78,24 @@ class Section:
   figures: dict             # {file name: [series labels]}
 
 
+TRAIN_ACC_HEADER = "train acc. first → last 10%"
+
+
+def fmt_first_last(group: list[runs_lib.RunData], key: str = "train_acc") -> str:
+  """Mean over the group's runs of `key`'s mean over the first and the last 10% of training steps:
+  a learning curve in one cell ('—' when no run logs it)."""
+  pairs = [p for p in (r.first_last(key) for r in group) if p is not None]
+  if not pairs:
+    return "—"
+  first, last = np.mean(pairs, axis=0)
+  return f"{first:.3f} → {last:.3f}"
+
+
 def _section_markdown(section: Section, level: int, image_dir: str) -> list[str]:
   h = "#" * level
   out = [f"{h} {section.task}", ""]
   header = ["method", "LMs", "seeds"] + section.metrics + ["best prompt", "perplexity", "steps",
-                                                          "train time"]
+                                                          TRAIN_ACC_HEADER, "train time"]
   rows = []
   for method, group in section.groups.items():
     best = _best_run(group)
@@ -91,7 +104,7 @@ def _section_markdown(section: Section, level: int, image_dir: str) -> list[str]
                 + [fmt_mean_se([r.test_metrics[m] for r in group if m in r.test_metrics])
                    if any(m in r.test_metrics for r in group) else "—" for m in section.metrics]
                 + [fmt_prompt(best.best_prompt), fmt_perplexity(best.perplexity),
-                   str(best.steps),
+                   str(best.steps), fmt_first_last(group),
                    fmt_seconds(runs_lib.mean_se([r.train_seconds for r in group
                                                  if r.train_seconds is not None])[0]
                                if any(r.train_seconds is not None for r in group) else None)])

@@ -126,6 +126,15 @@ class RunData:
     steps = np.asarray([s for s, _ in rows], np.int64)
     return steps, np.asarray([v for _, v in rows], np.float64)
 
+  def first_last(self, key: str, fraction: float = 0.1) -> tuple[float, float] | None:
+    """Means of `key` over the first and the last `fraction` of its records (at least one each):
+    how far training moved it. None without records."""
+    values = self.series(key)[1]
+    if not values.size:
+      return None
+    n = max(1, int(len(values) * fraction))
+    return float(values[:n].mean()), float(values[-n:].mean())
+
   def timings(self) -> dict[str, float]:
     """Median seconds per step of each `time_*` entry (robust to the compiling first steps)."""
     keys = dict.fromkeys(k for r in self.metrics for k in r if k.startswith("time_"))

@@ -53,7 +53,8 @@ def _fake_run(path, *, task, method, seed, steps, rng, test=True, perplexity=Tru
                "policy_lm": "lm-b", "steps": steps}, f)
   with open(os.path.join(path, "metrics.jsonl"), "w") as f:
     for step in range(1, steps + 1):
-      record = {"step": step, "raw_reward": float(rng.normal()), "time_sample": 0.1,
+      record = {"step": step, "raw_reward": float(rng.normal()), "train_acc": float(rng.uniform()),
+                "time_sample": 0.1,
                 "time_reward": float(rng.uniform(0.2, 0.3)), "time_learn": 0.05}
       if step % 2 == 0:
         record.update(greedy_prompt="abc", dev_acc=float(rng.uniform()))
@@ -331,5 +332,22 @@ def test_summary_over_tasks_in_percent_with_median_perplexity(tmp_path):
     assert row["median perplexity"] == report.fmt_perplexity(float(np.median(ppl)))
   assert rows[2]["mr (test_accuracy)"] == "—" and rows[2]["mean over tasks"] == "—"
   assert rows[2]["sst-2 (test_accuracy)"] == f"{100 * results[paths[-1]]['test_accuracy']:.1f}"
+  # training accuracy, first -> last 10% of 4 steps (one step each), mean over the three seeds
+  pin_runs = [p for p, spec in zip(paths, specs) if spec[:2] == ("mr", "pin")]
+  acc = np.asarray([[json.loads(line)["train_acc"] for line in open(os.path.join(p, "metrics.jsonl"))]
+                    for p in pin_runs])
+  per_task, _ = _tables(markdown, "mr")
+  assert per_task[0][report.TRAIN_ACC_HEADER] == f"{acc[:, 0].mean():.3f} → {acc[:, -1].mean():.3f}"
   one_task = report.render(report.write_report(paths[:3], str(tmp_path / "one")))
   assert "all tasks" not in one_task                  # a single task needs no summary
+
+
+def test_first_last_means_against_slices(tmp_path):
+  rng = np.random.default_rng(4)
+  path = str(tmp_path / "r")
+  _fake_run(path, task="t", method="m", seed=0, steps=25, rng=rng)
+  run = runs_lib.load_run(path)
+  acc = np.asarray([json.loads(line)["train_acc"] for line in open(os.path.join(path, "metrics.jsonl"))])
+  np.testing.assert_allclose(run.first_last("train_acc"), (acc[:2].mean(), acc[-2:].mean()))
+  np.testing.assert_allclose(run.first_last("train_acc", 0.5), (acc[:12].mean(), acc[-12:].mean()))
+  assert run.first_last("not_logged") is None
