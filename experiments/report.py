@@ -1,7 +1,7 @@
 """A markdown report with PNG figures of finished (or running) runs, grouped by task and method.
 
   python experiments/report.py --runs=runs/pin_s0,runs/pin_s1,runs/rlprompt --out=report
-  python experiments/report.py --runs='docs/runs/*' --out=docs/results --readme=README.md
+  python experiments/report.py --runs='docs/grid/*/*' --out=docs/results --readme=README.md
 
 Logic lives in hpprompt.launch.report (tables, figures: hpprompt.report).
 """

@@ -79,6 +79,7 @@ class Section:
 
 
 TRAIN_ACC_HEADER = "train acc. first → last 10%"
+FLOPS_HEADER = "task-LM TFLOP"      # training's reward computation (the agents log `reward_flops`)
 
 
 def fmt_first_last(group: list[runs_lib.RunData], key: str = "train_acc") -> str:
@@ -112,16 +113,18 @@ def _section_markdown(section: Section, level: int, image_dir: str) -> list[str]
   out.append("Test metrics and curves: mean ± standard error over seeds (bands in the figures); "
              "best prompt: the highest validation score over seeds, with its perplexity. Runs:")
   out.append("")
-  header = ["run", "method", "seed", "validation"] + section.metrics + ["best prompt",
-                                                                        "perplexity", "steps",
-                                                                        "train time"]
+  flops = any(r.total("reward_flops") for g in section.groups.values() for r in g)
+  header = (["run", "method", "seed", "validation"] + section.metrics
+            + ["best prompt", "perplexity", "steps"] + [FLOPS_HEADER] * flops + ["train time"])
   rows = []
   for method, group in section.groups.items():
     for r in group:
+      tflop = r.total("reward_flops")
       rows.append([f"`{r.name}`", method, str(r.seed), r.validation_metric or "—"]
                   + [fmt(r.test_metrics.get(m)) for m in section.metrics]
-                  + [fmt_prompt(r.best_prompt), fmt_perplexity(r.perplexity), str(r.steps),
-                     fmt_seconds(r.train_seconds)])
+                  + [fmt_prompt(r.best_prompt), fmt_perplexity(r.perplexity), str(r.steps)]
+                  + [fmt(tflop / 1e12 if tflop else None, 1)] * flops
+                  + [fmt_seconds(r.train_seconds)])
   out += _table(header, rows, {"run", "method", "seed", "validation", "best prompt"}) + [""]
   for name in section.figures:
     out.append(f"![{name}]({image_dir}{name})")

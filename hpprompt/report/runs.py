@@ -126,6 +126,12 @@ class RunData:
     steps = np.asarray([s for s, _ in rows], np.int64)
     return steps, np.asarray([v for _, v in rows], np.float64)
 
+  def total(self, key: str) -> float | None:
+    """Sum of `key` over the metrics records (None if no record has it), e.g. the task-LM FLOPs
+    of the prompts scored in training (`reward_flops`: memoised prompts cost nothing)."""
+    values = self.series(key)[1]
+    return float(values.sum()) if values.size else None
+
   def first_last(self, key: str, fraction: float = 0.1) -> tuple[float, float] | None:
     """Means of `key` over the first and the last `fraction` of its records (at least one each):
     how far training moved it. None without records."""

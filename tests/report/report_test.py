@@ -54,7 +54,7 @@ def _fake_run(path, *, task, method, seed, steps, rng, test=True, perplexity=Tru
   with open(os.path.join(path, "metrics.jsonl"), "w") as f:
     for step in range(1, steps + 1):
       record = {"step": step, "raw_reward": float(rng.normal()), "train_acc": float(rng.uniform()),
-                "time_sample": 0.1,
+                "reward_flops": float(rng.uniform(0, 1e13)), "time_sample": 0.1,
                 "time_reward": float(rng.uniform(0.2, 0.3)), "time_learn": 0.05}
       if step % 2 == 0:
         record.update(greedy_prompt="abc", dev_acc=float(rng.uniform()))
@@ -338,6 +338,12 @@ def test_summary_over_tasks_in_percent_with_median_perplexity(tmp_path):
                     for p in pin_runs])
   per_task, _ = _tables(markdown, "mr")
   assert per_task[0][report.TRAIN_ACC_HEADER] == f"{acc[:, 0].mean():.3f} → {acc[:, -1].mean():.3f}"
+  # the task-LM work of each run: the sum of its steps' reward_flops, in TFLOP
+  _, per_run = _tables(markdown, "mr")
+  row = next(r for r in per_run if r["run"] == f"`{os.path.basename(pin_runs[1])}`")
+  flops = sum(json.loads(line)["reward_flops"] for line in open(os.path.join(pin_runs[1],
+                                                                           "metrics.jsonl")))
+  assert row[report.FLOPS_HEADER] == f"{flops / 1e12:.1f}"
   one_task = report.render(report.write_report(paths[:3], str(tmp_path / "one")))
   assert "all tasks" not in one_task                  # a single task needs no summary
 
