@@ -1,6 +1,7 @@
 """The results grid: data sets x methods x seeds at the CPU defaults, one resumable command.
 
   python experiments/results_grid.py --dry_run                       # cells, status, cost estimate
+  python experiments/results_grid.py --report_only                   # the report of finished cells
   python experiments/results_grid.py                                 # run (or continue) the grid
   python experiments/results_grid.py --only='sst-2/*_seed0'          # a part of it
 
@@ -31,6 +32,8 @@ flags.DEFINE_integer("steps", None, "Steps of every trained method (default: eac
                      "default; RLPrompt's follow PIN's by the fair-budget rule).")
 flags.DEFINE_integer("rlprompt_prompts_per_step", None, "RLPrompt prompts per step (its steps "
                      "follow so that it scores as many prompts as PIN).")
+flags.DEFINE_bool("report_only", False, "Only write the report of the finished cells (e.g. of "
+                  "the committed copy: --out=docs/grid --report_dir=docs/results); run nothing.")
 flags.DEFINE_bool("report", True, "Write the report of the finished cells into OUT/report.")
 flags.DEFINE_string("readme", None, "Also regenerate this markdown file's report section.")
 flags.DEFINE_string("report_dir", None, "Report directory (default: OUT/report).")
@@ -50,8 +53,8 @@ def _main():
       out=FLAGS.out, only=tuple(FLAGS.only), dataset_seed=FLAGS.dataset_seed,
       data_dir=FLAGS.data_dir, task_lm=FLAGS.task_lm, policy_lm=FLAGS.policy_lm,
       steps=FLAGS.steps, rlprompt_prompts_per_step=FLAGS.rlprompt_prompts_per_step,
-      dry_run=FLAGS.dry_run, report=FLAGS.report, readme=FLAGS.readme,
-      report_dir=FLAGS.report_dir)
+      dry_run=FLAGS.dry_run, report_only=FLAGS.report_only, report=FLAGS.report,
+      readme=FLAGS.readme, report_dir=FLAGS.report_dir)
   outcome = grid.run(cfg)
   if any(o.startswith("failed") for o in outcome.values()):
     raise SystemExit(1)

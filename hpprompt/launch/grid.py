@@ -76,6 +76,7 @@ class GridConfig:
   fewshot_fields: dict = dataclasses.field(default_factory=dict)    # more FewShotConfig fields
   baseline_fields: dict = dataclasses.field(default_factory=dict)   # more BaselineConfig fields
   dry_run: bool = False
+  report_only: bool = False           # write the report of the finished cells; run nothing
   report: bool = True
   readme: str | None = None           # also regenerate this file's report section
   report_dir: str | None = None       # default OUT/report (e.g. docs/results to commit it)
@@ -312,6 +313,7 @@ def command(cfg: GridConfig) -> str:
            f"--methods={','.join(cfg.methods)}", f"--out={cfg.out}"]
   parts += [f"--only={','.join(cfg.only)}"] if cfg.only else []
   parts += [f"--dataset_seed={cfg.dataset_seed}"] if cfg.dataset_seed is not None else []
+  parts += ["--report_only"] if cfg.report_only else []
   parts += [f"--report_dir={cfg.report_dir}"] if cfg.report_dir else []
   parts += [f"--readme={cfg.readme}"] if cfg.readme else []
   return "python experiments/results_grid.py " + " ".join(parts)
@@ -336,6 +338,14 @@ def run(cfg: GridConfig, print_fn=print) -> dict:
   if cfg.dry_run:
     for line in describe(cfg, grid):
       print_fn(line)
+    return {c.name: status(c.workdir) for c in grid}
+  if cfg.report_only:
+    finished = [c.workdir for c in grid if status(c.workdir) == "done"]
+    if not finished:
+      raise cli.FlagError("report_only", f"no finished cell in {cfg.out} to report.")
+    write_report(cfg, finished)
+    print_fn(f"[grid] report of {len(finished)} finished cells (of {len(grid)}): "
+             f"{os.path.join(cfg.report_dir or os.path.join(cfg.out, 'report'), 'report.md')}")
     return {c.name: status(c.workdir) for c in grid}
   outcome = {}
   for i, cell in enumerate(grid, 1):

@@ -230,3 +230,28 @@ def test_bad_settings_name_the_flag(change, flag):
   with pytest.raises(cli.FlagError) as e:
     grid.check(dataclasses.replace(grid.GridConfig(), **change))
   assert e.value.flag == flag, str(e.value)
+
+
+def test_report_only_runs_nothing_and_keeps_the_grid_order(tiny_gpt2_dir, grid_data_dir, full_grid,
+                                                           tmp_path):
+  out, _, _ = full_grid
+  log_before = (out / grid.LOG).read_text()
+  cfg = _cfg(tiny_gpt2_dir, grid_data_dir, out, methods=grid.METHODS, report_only=True,
+             report_dir=str(tmp_path / "report"))
+  lines = []
+  outcome = grid.run(cfg, print_fn=lines.append)
+  assert {n for n, o in outcome.items() if o == "todo"} == {
+      f"sst-2/{m}_seed1" for m in grid.METHODS} | {
+      f"mr/{m}_seed{s}" for m in grid.METHODS if m not in SEEDED["methods"] for s in SEEDS}
+  assert not (out / "sst-2" / "pin_seed1").exists() and (out / grid.LOG).read_text() == log_before
+  assert lines == [f"[grid] report of 13 finished cells (of {len(outcome)}): "
+                   f"{tmp_path / 'report' / 'report.md'}"]
+  report = (tmp_path / "report" / "report.md").read_text()
+  summary = report.split("## all tasks\n", 1)[1].split("\n## ", 1)[0]
+  methods = [line.split("|")[1].strip() for line in summary.splitlines()
+             if line.startswith("| ") and not line.startswith(("| method", "| ---"))]
+  assert methods == list(grid.METHODS)                       # the grid's order, not the alphabet
+  assert "--report_only" in report.splitlines()[2]
+  with pytest.raises(cli.FlagError) as e:
+    grid.run(dataclasses.replace(cfg, out=str(tmp_path / "empty")))
+  assert e.value.flag == "report_only"
