@@ -3,8 +3,9 @@
 # prompt trails the calibrated manual prompt (that grid cell, runs/grid/DATASET/pin_seedK, is the
 # unchanged arm). Seed K is the run seed and the few-shot split, as in the grid.
 #   bash docs/ablations/commands.sh sst-2 1          # all four arms: about 20 min on an idle 2-core CPU
-#   bash docs/ablations/commands.sh mr 0 k1000       # only the arms named
-#   python experiments/report.py --runs='runs/grid/sst-2/pin_seed1,runs/ablate/sst-2_seed1/*' \
+#   bash docs/ablations/commands.sh mr 0 k1000       # only the arms named (as run for the README)
+#   bash docs/ablations/commands.sh cr 0 k1000
+#   python experiments/report.py --runs='runs/grid/sst-2/pin_seed1,runs/ablate/sst-2_seed1/*,runs/grid/mr/pin_seed0,runs/ablate/mr_seed0/*,runs/grid/cr/pin_seed0,runs/ablate/cr_seed0/*' \
 #       --out=docs/ablations/report
 set -e
 DATASET=${1:?dataset}; SEED=${2:?seed}; shift 2; ARMS=" $* "
