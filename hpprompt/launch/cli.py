@@ -141,7 +141,12 @@ def open_run(cfg, record: dict) -> Run:
 
 
 def check_run_dir(cfg) -> None:
-  """The run directory checks of `open_run`, done before any expensive work."""
+  """The run directory checks of `open_run` and the run's name in reports, done before any
+  expensive work."""
+  label = getattr(cfg, "label", None)
+  if label is not None and (not label.strip() or any(c in label for c in "|`\n\r")):
+    raise FlagError("label", f"must be a non-empty single line without '|' or '`' (it names the "
+                    f"run in the report's markdown tables), got {label!r}.")
   try:
     check_workdir(cfg.workdir, cfg.resume)
   except RunError as e:

@@ -170,6 +170,9 @@ def cells(cfg: GridConfig) -> list[Cell]:
 
 def check(cfg: GridConfig) -> None:
   """FlagError naming the first bad setting, before any model is loaded."""
+  if cfg.report_only and (cfg.dry_run or not cfg.report):
+    raise cli.FlagError("report_only", "writes the report and runs nothing: it cannot be combined "
+                        "with " + ("--dry_run." if cfg.dry_run else "--noreport."))
   for name in ("datasets", "seeds", "methods"):
     if not getattr(cfg, name):
       raise cli.FlagError(name, "give at least one.")

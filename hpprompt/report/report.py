@@ -25,9 +25,9 @@ def fmt(value, digits: int = 4) -> str:
   return "—" if value is None else f"{value:.{digits}f}"
 
 
-def fmt_mean_se(values) -> str:
+def fmt_mean_se(values, digits: int = 4) -> str:
   mean, se = runs_lib.mean_se(values)
-  return fmt(mean) if se is None else f"{fmt(mean)} ± {fmt(se)}"
+  return fmt(mean, digits) if se is None else f"{fmt(mean, digits)} ± {fmt(se, digits)}"
 
 
 def fmt_perplexity(value) -> str:
@@ -131,11 +131,6 @@ def _section_markdown(section: Section, level: int, image_dir: str) -> list[str]
   return out + [""]
 
 
-def _percent_mean_se(values) -> str:
-  mean, se = runs_lib.mean_se([100.0 * v for v in values])
-  return f"{mean:.1f}" if se is None else f"{mean:.1f} ± {se:.1f}"
-
-
 def summary_markdown(sections: list[Section], level: int) -> list[str]:
   """One row per method: its primary (first) test metric on every task, mean ± s.e. over seeds in
   %; the mean of those over tasks (only for a method that has them all); the median perplexity of
@@ -150,9 +145,10 @@ def summary_markdown(sections: list[Section], level: int) -> list[str]:
     for s in tasks:
       values = [r.test_metrics[s.metrics[0]] for r in s.groups.get(method, [])
                 if s.metrics[0] in r.test_metrics]
-      cells.append(_percent_mean_se(values) if values else "—")
+      percent = [100.0 * v for v in values]
+      cells.append(fmt_mean_se(percent, 1) if values else "—")
       if values:
-        means.append(100.0 * sum(values) / len(values))
+        means.append(runs_lib.mean_se(percent)[0])
         seeds.add(len(values))
       perplexities += [r.perplexity for r in s.groups.get(method, []) if r.perplexity is not None]
     mean = f"{sum(means) / len(means):.1f}" if len(means) == len(tasks) else "—"

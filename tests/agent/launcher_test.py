@@ -124,3 +124,14 @@ def test_cli_label_names_the_run_in_reports(tiny_gpt2_dir, tmp_path):
   run = runs_lib.load_run(str(workdir))
   assert run.method == "pin k=50"
   assert list(runs_lib.group_runs([run]).values()) == [{"pin k=50": [run]}]
+
+
+@pytest.mark.parametrize("label", ["", "  ", "a|b", "two\nlines"])
+def test_cli_bad_label_exits_2_with_one_line(label, tmp_path):
+  proc = subprocess.run(
+      [sys.executable, os.path.join(REPO, "experiments", "fewshot_classification.py"),
+       f"--label={label}", f"--workdir={tmp_path}/w"], capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1 and errors[0].startswith("error: --label: must be a non-empty"), errors
+  assert "Traceback" not in proc.stderr and not os.path.exists(tmp_path / "w")

@@ -225,6 +225,8 @@ def test_bad_flags_one_line_exit_2(args, flag, tmp_path):
     (dict(rlprompt_prompts_per_step=0), "rlprompt_prompts_per_step"),
     (dict(methods=()), "methods"),
     (dict(fewshot_fields={"agent": {"loss": "v9"}}), "loss"),
+    (dict(report_only=True, dry_run=True), "report_only"),
+    (dict(report_only=True, report=False), "report_only"),
 ])
 def test_bad_settings_name_the_flag(change, flag):
   with pytest.raises(cli.FlagError) as e:
@@ -255,3 +257,12 @@ def test_report_only_runs_nothing_and_keeps_the_grid_order(tiny_gpt2_dir, grid_d
   with pytest.raises(cli.FlagError) as e:
     grid.run(dataclasses.replace(cfg, out=str(tmp_path / "empty")))
   assert e.value.flag == "report_only"
+
+
+def test_report_only_without_finished_cells_one_line_exit_2(tmp_path):
+  proc = subprocess.run([sys.executable, os.path.join(REPO, "experiments", "results_grid.py"),
+                         f"--out={tmp_path}/empty", "--report_only"], capture_output=True,
+                        text=True, timeout=120, env={**os.environ, "PYTHONPATH": REPO})
+  assert proc.returncode == 2, proc.stderr
+  lines = proc.stderr.strip().splitlines()
+  assert lines == [f"error: --report_only: no finished cell in {tmp_path}/empty to report."], lines
