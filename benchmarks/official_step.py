@@ -255,7 +255,9 @@ class OfficialStep:
   def step(self, scored: int = PROMPTS):
     """One step; `scored` < 16 (the warm-up step) scores only that many prompts and reuses their
     rewards for the others."""
-    self.policy.train()
+    for module in (self.policy, self.target):   # `self.module.train()`: the target model too; the
+      if module is not None:                     # reward's LM is no submodule and stays in eval
+        module.train()
     self._polyak()
     t0 = time.perf_counter()
     states, logits, ids, tokens = self.policy.sample(self.source)

@@ -189,7 +189,7 @@ def print_rows(rows: list[dict]):
   print("| --- | --- |" + " ---: |" * 11)
   for r in rows:
     steps = {}
-    for side, key in (("hpprompt", "hp"), ("official code (torch)", "ref")):
+    for side, key in (("hpprompt", "hp"), ("official step, torch rebuild", "ref")):
       m = r[key]["med"]
       steps[key] = m["sample"] + m["reward"] + m["learn"]
       ratio = f"**{steps['ref'] / steps['hp']:.2f}x**" if key == "ref" else ""

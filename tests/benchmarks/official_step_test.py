@@ -15,8 +15,7 @@ import pytest
 from hpprompt import ops
 from hpprompt.models import hub
 from hpprompt.ops.regularizers import shannon_regularizer
-from hpprompt.tasks import data
-from hpprompt.tasks import scoring
+from hpprompt.tasks import data, scoring
 from hpprompt.tasks.classification import gap_rewards
 
 torch = pytest.importorskip("torch")
