@@ -29,6 +29,7 @@ import paper_models
 for name in ('distilgpt2', 'opt-125m', 'roberta-base'):
   print(paper_models.build(name, '$MODEL_DIR', tiny=$TINY_PY))
 ")
+echo "estimated: about 8-10 min on an idle 2-core VM, model building excluded (basis: top of this script)"
 echo "start: $(date -u '+%Y-%m-%d %H:%M UTC'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 start=$(date +%s)
 "$PYTHON" benchmarks/agent_bench.py --paper=rlprompt-base,pin-base --model_dir="$MODEL_DIR" \
