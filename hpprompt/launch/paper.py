@@ -33,7 +33,7 @@ PAPER: dict[str, dict] = {
     # Agent presets (experiments/fewshot_classification.py). PIN's ablations and its RLPrompt
     # variants (Sec. 5.3: RLPrompt-fluency, RLPrompt-RB, PIN-no-fluency; RLPrompt re-run with the
     # OPT-125m policy) ran in PIN's set-up; plain `rlprompt` is RLPrompt's own.
-    "pin": PIN, "pin-td": PIN, "pin-v2v3": PIN, "pin-no-fluency": PIN,
+    "pin": PIN, "pin-readme": PIN, "pin-td": PIN, "pin-v2v3": PIN, "pin-no-fluency": PIN,
     "rlprompt-fluency": PIN, "rlprompt-rb": PIN,
     "rlprompt": RLPROMPT,
     # Gradient baselines (experiments/soft_prompt.py), RoBERTa-large with the masked-LM template.
