@@ -1,15 +1,15 @@
 """Soft Q-learning losses over one prompt trajectory with a terminal reward.
 
 A trajectory has T steps (prompt tokens) a_0..a_{T-1}; the reward R arrives after the last one.
-With online Q-values (logits) z_t, target-network logits z'_t and a value function V (log-sum-exp for
-RLPrompt, spmax for PIN, see `regularizers.py`):
+With online Q-values (logits) z_t, target-network logits z'_t and a value function V (log-sum-exp
+for RLPrompt, spmax for PIN, see `regularizers.py`):
 
   Q_t = z_t[a_t],   V_t = V(z_t),   A_t = Q_t - V_t,   V'_t = V(z'_t)
   v1  L_t = (Q_t - g^{T-1-t} R)^2                                  Monte-Carlo regression
   v2  L_t = (A_t - [g V'_{t+1} 1(t<T-1) + R 1(t=T-1) - V'_t])^2      single-step consistency
   v3  L_t = (sum_{k>=t} g^{k-t} A_k - (g^{T-1-t} R - V'_t))^2         multi-step path consistency
   v2_v3 = (v2 + v3) / 2,       loss = sum_t L_t.
-  td  L_t = (Q_t - [R 1(t=T-1) + g V'_{t+1} 1(t<T-1)])^2             one-step TD (PIN Eq. 5)
+  td  L_t = (Q_t - [R 1(t=T-1) + g V'_{t+1} 1(t<T-1)])^2             one-step TD (see below)
 
 `td` is one-step TD: Q_t regressed onto the final reward at the last step and onto g V'(s_{t+1})
 otherwise, V' the value of the target network's Q-values over the filtered actions at s_{t+1}
@@ -22,17 +22,18 @@ rlprompt/losses/sparse_ql_losses.py:183-221: it computes V'_t but regresses Q_t 
 g^{T-1-t} R), which its style-transfer and CLIP README commands run.
 
 With g = 1 these are exactly `soft_q_loss_with_sparse_rewards_{2,3}` of RLPrompt
-(rlprompt/losses/sql_losses.py, "v2_v2r_v3_v3r" with coefficient=None) and `sparse_ql_loss_{1,2,3,2_3}`
-of PIN (rlprompt/losses/sparse_ql_losses.py) on full-length trajectories (all that either paper uses).
-For `length` < T we follow RLPrompt; PIN's code would add g V'_length to the last step's v2 target
-and discount v1 by T rather than the length. The discounted v3 is the path-consistency form of
-Nachum et al. 2017 (the released code uses g = 1 there only). References: "Efficient (Soft) Q-Learning
-for Text Generation with Limited Good Data", Guo et al. 2021 (https://arxiv.org/abs/2106.07704), Eq. 6-9;
-"RLPrompt", Deng et al. EMNLP 2022, Sec. 2.2; "PIN", Choi et al. ACL 2024, Eq. 5 and Algorithm 1.
+(rlprompt/losses/sql_losses.py, "v2_v2r_v3_v3r" with coefficient=None) and
+`sparse_ql_loss_{1,2,3,2_3}` of PIN (rlprompt/losses/sparse_ql_losses.py) on full-length
+trajectories (all that either paper uses). For `length` < T we follow RLPrompt; PIN's code would
+add g V'_length to the last step's v2 target and discount v1 by T rather than the length. The
+discounted v3 is the path-consistency form of Nachum et al. 2017 (the released code uses g = 1
+there only). References: "Efficient (Soft) Q-Learning for Text Generation with Limited Good Data",
+Guo et al. 2021 (https://arxiv.org/abs/2106.07704), Eq. 6-9; "RLPrompt", Deng et al. EMNLP 2022,
+Sec. 2.2; "PIN", Choi et al. ACL 2024, Eq. 5 and Algorithm 1.
 
-Functions take one trajectory; callers `jax.vmap` over the batch and take the mean (the papers' reduction:
-sum over steps, mean over the batch). Targets (everything computed from the target logits, and R) are
-under `stop_gradient` unless `stop_target_gradients=False`.
+Functions take one trajectory; callers `jax.vmap` over the batch and take the mean (the papers'
+reduction: sum over steps, mean over the batch). Targets (everything computed from the target
+logits, and R) are under `stop_gradient` unless `stop_target_gradients=False`.
 """
 from typing import Callable
 
@@ -100,7 +101,7 @@ def _step_losses(variant: str, q_t: Array, a_t: Array, reward: Array, target_q_t
     target_adv = jnp.where(last, reward, discount * next_v) - target_v
     losses += jnp.where(valid, jnp.square(adv - target_adv), 0.0)
   if variant in ("v3", "v2_v3"):
-    # sum_{k=t}^{length-1} g^{k-t} A_k, as a [T, T] upper-triangular weighting (T is a prompt length).
+    # sum_{k=t}^{length-1} g^{k-t} A_k as a [T, T] upper-triangular weighting (T: a prompt length).
     offset = t[None, :] - t[:, None]
     weights = jnp.where((offset >= 0) & valid[None, :], discount ** jnp.maximum(offset, 0), 0.0)
     suffix = weights @ jnp.where(valid, adv, 0.0)
