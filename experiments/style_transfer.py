@@ -16,6 +16,7 @@ from absl import flags
 from absl import logging
 
 from hpprompt.launch import cli
+from hpprompt.launch import paper
 from hpprompt.launch import run_flags
 from hpprompt.launch import style_transfer
 from hpprompt.tasks import generation
@@ -70,7 +71,8 @@ def task_values(defaults: dict) -> dict:
 
 
 def config_from_flags() -> style_transfer.StyleTransferConfig:
-  agent = run_flags.agent_values({} if FLAGS.paper else style_transfer.CPU_AGENT_OVERRIDES)
+  agent = run_flags.agent_values(dict(paper.SAMPLER) if FLAGS.paper
+                                 else style_transfer.CPU_AGENT_OVERRIDES)
   shared = run_flags.values()
   shared.pop("verbalizers")
   shared["template"] = shared["template"] or generation.TEMPLATE

@@ -19,6 +19,7 @@ from absl import flags
 from absl import logging
 
 from hpprompt.launch import cli
+from hpprompt.launch import paper
 from hpprompt.launch import run_flags
 from hpprompt.launch import textual_inversion as ti
 
@@ -41,7 +42,7 @@ FLAGS = flags.FLAGS
 
 def config_from_flags() -> ti.TextualInversionConfig:
   pez = FLAGS.method == "pez"
-  agent = {} if FLAGS.paper else dict(ti.CPU_AGENT_OVERRIDES)
+  agent = dict(paper.SAMPLER) if FLAGS.paper else dict(ti.CPU_AGENT_OVERRIDES)
   options = {}
   for name in run_flags.AGENT_FIELDS:
     value = getattr(FLAGS, name)

@@ -54,23 +54,39 @@ class AgentConfig:
 
 # Paper set-ups (few-shot classification). Policy LMs: RLPrompt distilgpt2, PIN facebook/opt-125m;
 # those, the task LM, steps and validation cadence of each paper are in hpprompt.launch.paper.
-# Loss variants (hpprompt.ops.soft_q), which preset uses which and why:
-#   rlprompt  v2_v3 ((v2 + v3)/2, bootstrapped single- and multi-step path consistency): RLPrompt's
-#             fsc config (`sql_loss_impl=v2_v2r_v3_v3r`, coefficient None).
-#   pin       v1 (Monte-Carlo: Q_t onto R): the loss of PIN's few-shot README command
-#             (`algo=sql training_mode=sql-offpolicy ... loss_impl=v1 fluent=true`), also passed
-#             by its other two READMEs; not confirmed by the authors as what produced the paper's numbers.
-#   pin-td    td (Q_t onto R at the last step, onto g V'(s_{t+1}) = g spmax of the filtered target
-#             Q-values otherwise): the Bellman target of PIN's paper, Eq. 5 / Algorithm 1.
-#   pin-v2v3  v2_v3 with V = spmax: PIN code's `loss_impl=v2_v3` (sparse_ql_loss_2_3).
-#   pin-no-fluency, rlprompt-fluency, rlprompt-rb: PIN Sec. 5.3 ablations / baselines, each with the
-#             loss of the method it modifies.
+# Loss variants (hpprompt.ops.soft_q), which preset uses which and why (paths in PIN @ 3357f09):
+#   rlprompt: v2_v3 ((v2 + v3)/2, bootstrapped single- and multi-step path consistency): RLPrompt's
+#     fsc config (`sql_loss_impl=v2_v2r_v3_v3r`, coefficient None).
+#   pin: v1 (Monte-Carlo: Q_t onto R) with sparsemax / spmax: PIN's `algo=sparse-ql loss_impl=v1`
+#     (SPARSE_QL_Module; `sparse_ql_loss_1`, rlprompt/losses/sparse_ql_losses.py:183-221), which
+#     its style-transfer and CLIP README commands run (examples/text-style-transfer/README.md:43-46,
+#     examples/prompt-inversion-with-clip/README.md:16-19).
+#   pin-readme: PIN's few-shot README command exactly (examples/few-shot-classification/
+#     README.md:7-21: `algo=sql training_mode=sql-offpolicy loss_impl=v1 fluent=true
+#     fluent_top_k=10000`). `make_ql_module` sends algo == 'sql' to SQLModule
+#     (rlprompt/modules/module_helpers.py:12-24) and `make_lm_adaptor_model` to LMAdaptorModel
+#     (rlprompt/models/model_helpers.py:23-31): softmax sampling from the top 256
+#     (fsc_config.yaml:22) of the filtered logits (rlprompt/models/lm_adaptor_model.py:76-82,
+#     154-163), and `loss_impl=v1` there is `soft_q_loss_with_sparse_rewards_1`
+#     (rlprompt/losses/sql_losses.py:47-48, 110-142): one-step TD of Q_t onto the log-sum-exp of
+#     the filtered target Q at s_{t+1} (R at the last step) = our `td` with the Shannon value.
+#   pin-td: td with V' = spmax of the filtered target Q: the Bellman target of PIN's paper (Eq. 5,
+#     Algorithm 1); no README command runs it.
+#   pin-v2v3: v2_v3 with V = spmax: PIN code's `loss_impl=v2_v3` (sparse_ql_loss_2_3).
+#   pin-no-fluency, rlprompt-fluency, rlprompt-rb: PIN Sec. 5.3 ablations / baselines, each with
+#     the loss of the method it modifies.
+# Which of them produced each of PIN's tables is not stated (README, "Methods").
 PRESETS: dict[str, AgentConfig] = {
     # RLPrompt (Deng et al. 2022): softmax, top-256 sampling, v2_v3, on-policy, R = 5 z.
     "rlprompt": AgentConfig(),
     # PIN (Choi et al. 2024): sparsemax over the top-10,000 filter, v1, replay 64k / 256, R = z.
     "pin": AgentConfig(regularizer="tsallis", loss="v1", sampling_top_k=None, filter_top_k=10_000,
                        replay=True, reward_new_range=(0.0, 1.0)),
+    # PIN's few-shot README command: softmax over the top 256 of the top-10,000 filter, one-step
+    # log-sum-exp TD, replay 64k / 256, R = z; special tokens sampled as in the code.
+    "pin-readme": AgentConfig(regularizer="shannon", loss="td", sampling_top_k=256,
+                              filter_top_k=10_000, exclude_special_tokens=False, replay=True,
+                              reward_new_range=(0.0, 1.0)),
     # PIN with the paper's one-step spmax TD target (Eq. 5) instead of v1.
     "pin-td": AgentConfig(regularizer="tsallis", loss="td", sampling_top_k=None,
                           filter_top_k=10_000, replay=True, reward_new_range=(0.0, 1.0)),

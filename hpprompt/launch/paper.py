@@ -3,8 +3,10 @@
 `--paper` replaces the CPU-sized defaults by the paper's settings below; a flag given explicitly on
 the command line still wins (`apply(cfg, explicit)`). The algorithm settings of the agent methods
 (prompt length 5, 16 prompts a step, replay 64,000 / 256, lr 5e-5, filter k, loss, reward scale)
-are the presets of `hpprompt.agent.config.PRESETS` themselves; `--paper` only drops the launcher's
-CPU overrides of them. Sources: methods.md §1.6, §3.5 (the released configs and READMEs),
+are the presets of `hpprompt.agent.config.PRESETS` themselves; `--paper` drops the launcher's CPU
+overrides of them and samples special tokens as the code does (`SAMPLER`). Every value is checked
+against the official file it comes from in tests/launch/paper_test.py (tables:
+tests/launch/official.py). Sources: methods.md §1.6, §3.5 (the released configs and READMEs),
 baselines.md §1.4 (InfoPrompt's code), §2.3-2.4 (PEZ as PIN re-ran it).
 
 The paper models are downloaded from the Hugging Face Hub; without a network the run stops with
@@ -16,24 +18,32 @@ from hpprompt.launch import cli
 from hpprompt.models import hub
 from hpprompt.models.convert.core import ConversionError
 
+# Every official sampler draws from the LM head as it is: special tokens included (PIN
+# rlprompt/models/lm_adaptor_model.py:148-163, lm_filter_model.py:196-211; RLPrompt
+# lm_adaptor_model.py:116-145). The CPU default excludes them (AgentConfig.exclude_special_tokens,
+# README "Deliberate differences"); `--paper` follows the code in all five agent set-ups (few-shot,
+# style transfer, textual inversion: `SAMPLER` is the agent base of those launchers under --paper).
+SAMPLER = {"exclude_special_tokens": False}
+
 # PIN few-shot (fsc_config.yaml + README): OPT-125m policy, RoBERTa-large masked-LM task LM with
 # its template, 6,000 steps, validation on the whole dev set every 20 steps, best prompt by the
 # mean validation reward (PIN's trainer, infer mode), no calibration, over-long inputs truncated
 # (their tokenizer calls pass truncation=True).
 PIN = {"policy_lm": "facebook/opt-125m", "task_lm": "roberta-large", "steps": 6000,
-       "eval_every": 20, "selection": "reward", "calibrate": False, "truncate": True, "agent": {}}
+       "eval_every": 20, "selection": "reward", "calibrate": False, "truncate": True,
+       "agent": dict(SAMPLER)}
 # RLPrompt few-shot (fsc_config.yaml): distilgpt2 policy, RoBERTa-large, 12,000 steps, validation
 # every 10 steps; RLPrompt keeps no best prompt (its paper reports the top prompts by validation
 # accuracy), so accuracy selects here.
 RLPROMPT = {"policy_lm": "distilgpt2", "task_lm": "roberta-large", "steps": 12000,
             "eval_every": 10, "selection": "accuracy", "calibrate": False, "truncate": True,
-            "agent": {}}
+            "agent": dict(SAMPLER)}
 
 PAPER: dict[str, dict] = {
     # Agent presets (experiments/fewshot_classification.py). PIN's ablations and its RLPrompt
     # variants (Sec. 5.3: RLPrompt-fluency, RLPrompt-RB, PIN-no-fluency; RLPrompt re-run with the
     # OPT-125m policy) ran in PIN's set-up; plain `rlprompt` is RLPrompt's own.
-    "pin": PIN, "pin-td": PIN, "pin-v2v3": PIN, "pin-no-fluency": PIN,
+    "pin": PIN, "pin-readme": PIN, "pin-td": PIN, "pin-v2v3": PIN, "pin-no-fluency": PIN,
     "rlprompt-fluency": PIN, "rlprompt-rb": PIN,
     "rlprompt": RLPROMPT,
     # Gradient baselines (experiments/soft_prompt.py), RoBERTa-large with the masked-LM template.

@@ -37,12 +37,13 @@ from hpprompt.training import sharding
 BUNDLED_IMAGES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "images")
 
 # The paper's textual-inversion set-up on top of each agent preset (methods.md §3.5): prompt length
-# 8, 32 prompts per step, PIN's filter k = 20,000 (paper; its README: 10,000) and reward
-# [0, 1] -> [0, 1]; RLPrompt's baseline with reward scale 80; replay 256 / 64,000 as in the preset.
+# 8, 32 prompts per step, PIN's filter k = 10,000 (PIN's CLIP README.md:20-21 runs
+# fluent_top_k=10000) and reward [0, 1] -> [0, 1]; RLPrompt's baseline with reward scale 80;
+# replay 256 / 64,000 as in the preset.
 _SHAPE = {"prompt_length": 8, "prompts_per_step": 32}
 TASK_PRESETS = {
-    "pin": {**_SHAPE, "filter_top_k": 20_000},
-    "pin-td": {**_SHAPE, "filter_top_k": 20_000},
+    "pin": {**_SHAPE, "filter_top_k": 10_000},
+    "pin-td": {**_SHAPE, "filter_top_k": 10_000},
     "pin-no-fluency": dict(_SHAPE),
     "rlprompt": {**_SHAPE, "reward_new_range": (0.0, 80.0)},
     "rlprompt-fluency": {**_SHAPE, "reward_new_range": (0.0, 80.0)},

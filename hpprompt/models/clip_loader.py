@@ -8,8 +8,11 @@
   repository has both, as the papers used OpenCLIP (methods.md §2.3, baselines.md §2.2).
 - 'tiny' is a random 2-layer CLIP with the real vocabulary: an offline smoke test, no signal.
 
-The tokenizer is the directory's `tokenizer.json` when present, else the bundled CLIP BPE
-(`clip_tokenizer`); decoding always turns `</w>` into spaces, as `CLIPTokenizerFast` does.
+The tokenizer is the bundled CLIP BPE (`clip_tokenizer`: ids equal to open_clip's, which PIN's
+reward runs) for OpenCLIP directories and 'tiny', though the laion/* repositories also carry a
+Hugging Face `tokenizer.json` (it skips ftfy and HTML unescaping); a Hugging Face CLIP directory's
+own `tokenizer.json` otherwise. Decoding always turns `</w>` into spaces, as `CLIPTokenizerFast`
+does.
 """
 import os
 
@@ -34,7 +37,8 @@ TINY = clip.CLIPConfig(
 
 
 def _tokenizer(model_dir: str | None) -> Tokenizer:
-  if model_dir and os.path.exists(os.path.join(model_dir, "tokenizer.json")):
+  if (model_dir and not openclip.is_open_clip_dir(model_dir)
+      and os.path.exists(os.path.join(model_dir, "tokenizer.json"))):
     return clip_tokenizer.clip_decode(Tokenizer.from_dir(model_dir))
   return clip_tokenizer.clip_tokenizer()
 

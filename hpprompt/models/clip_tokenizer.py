@@ -1,32 +1,42 @@
-"""The CLIP tokenizer (OpenAI's `SimpleTokenizer`, as OpenCLIP ships it) on `tokenizers`.
+"""The CLIP tokenizer: ids equal to OpenCLIP's `SimpleTokenizer` (open-clip-torch 3.3.0) on any text
 
 CLIP's BPE ("Learning Transferable Visual Models From Natural Language Supervision", Radford et al.
-2021): lower-cased, whitespace-collapsed text is split by the regex below, each piece is mapped to
-byte-level characters, and BPE merges run with the end-of-word suffix `</w>`. The vocabulary is the
-256 byte characters, the same with `</w>`, the 48,894 merges of `bpe_simple_vocab_16e6.txt.gz`
-(bundled in hpprompt/data/clip/, MIT licence, from openai/CLIP via open-clip-torch), then
-<|startoftext|> (49406) and <|endoftext|> (49407): 49,408 ids. This is the same construction as
-transformers' `CLIPTokenizerFast` (`convert_slow_tokenizer.CLIPConverter`). OpenCLIP also runs
-ftfy.fix_text and html.unescape first; they only change mojibake and HTML entities.
+2021). Encoding follows `open_clip/tokenizer.py` step by step, as PIN's reward runs it (PIN
+`examples/prompt-inversion-with-clip/clip_reward.py:71,115` calls `open_clip.get_tokenizer`, whose
+vendored copy `open_clip/tokenizer.py:60-70,139-145` is the same algorithm):
+1. clean (open_clip 3.3.0 `basic_clean`, `whitespace_clean`, `_clean_lower`): `ftfy.fix_text`, then
+   `html.unescape` twice, strip; whitespace runs -> one space; lower-case (Python's `str.lower`);
+2. split with open_clip's regex (the `regex` module, IGNORECASE): the literals `<start_of_text>` /
+   `<end_of_text>` (open_clip 3.3.0's names of ids 49406 / 49407: such a literal in the text encodes
+   as that special id, while `<|startoftext|>` is ordinary punctuation and letters), contractions,
+   letter runs, single digits, runs of other non-space characters;
+3. each piece -> its UTF-8 bytes as byte-level characters -> BPE with the end-of-word suffix `</w>`.
+Steps 1-2 run in Python with the same libraries as open_clip (ftfy, regex: the `clip` extra), step 3
+in the `tokenizers` BPE model (merges applied lowest rank first, as `SimpleTokenizer.bpe`).
 
-Decoding replaces `</w>` by a space, as `SimpleTokenizer.decode` does.
+The vocabulary is the 256 byte characters, the same with `</w>`, the 48,894 merges of
+`bpe_simple_vocab_16e6.txt.gz` (bundled in hpprompt/data/clip/, MIT licence, from openai/CLIP via
+open-clip-torch), then ids 49406 / 49407, named here <|startoftext|> / <|endoftext|> as in Hugging
+Face's CLIP tokenizers (`SOT`, `EOT`): 49,408 ids. Decoding replaces `</w>` by a space, as
+`SimpleTokenizer.decode` does.
 """
 import gzip
+import html
 import os
 
 import tokenizers
 from tokenizers import decoders
 from tokenizers import models
-from tokenizers import normalizers
-from tokenizers import pre_tokenizers
 
 from hpprompt.models.tokenizer import Tokenizer
 
 VOCAB_FILE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "clip",
                           "bpe_simple_vocab_16e6.txt.gz")
 SOT, EOT = "<|startoftext|>", "<|endoftext|>"
-_PATTERN = (r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|"""
-            r"""[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""")
+# open_clip 3.3.0 `SimpleTokenizer.__init__`: the special-token literals its regex matches whole.
+SPECIAL_LITERALS = {"<start_of_text>": SOT, "<end_of_text>": EOT}
+_PATTERN = ("|".join(SPECIAL_LITERALS) + r"""|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|"""
+            r"""[^\s\p{L}\p{N}]+""")
 
 
 def bytes_to_unicode() -> dict[int, str]:
@@ -43,6 +53,55 @@ def bytes_to_unicode() -> dict[int, str]:
   return dict(zip(bs, (chr(c) for c in cs)))
 
 
+def _clip_text_modules():
+  """(ftfy, regex), or ImportError in one line naming the extra."""
+  try:
+    import ftfy  # noqa: PLC0415
+    import regex  # noqa: PLC0415
+  except ImportError as e:
+    raise ImportError(f"the CLIP tokenizer needs ftfy and regex, as OpenCLIP's (pip install "
+                      f"'hpprompt[clip]'): {e}") from None
+  return ftfy, regex
+
+
+class CLIPTokenizer(Tokenizer):
+  """`Tokenizer` whose `encode` / `encode_batch` are OpenCLIP's `SimpleTokenizer.encode`."""
+
+  def __init__(self, backend: tokenizers.Tokenizer, special_tokens: dict[str, str]):
+    super().__init__(backend, special_tokens)
+    ftfy, regex = _clip_text_modules()
+    self._fix_text = ftfy.fix_text
+    self._pattern = regex.compile(_PATTERN, regex.IGNORECASE)
+    self._byte_chars = bytes_to_unicode()
+    self._piece_ids = {lit: [backend.token_to_id(tok)] for lit, tok in SPECIAL_LITERALS.items()}
+
+  def clean(self, text: str) -> str:
+    """open_clip's `_clean_lower`: ftfy, HTML entities (twice), whitespace, lower case."""
+    text = html.unescape(html.unescape(self._fix_text(text))).strip()
+    return " ".join(text.split()).lower()
+
+  def pieces(self, text: str) -> list[str]:
+    """The cleaned text split by open_clip's regex (the words BPE runs on)."""
+    return self._pattern.findall(self.clean(text))
+
+  def _ids(self, piece: str) -> list[int]:
+    ids = self._piece_ids.get(piece)
+    if ids is None:
+      chars = "".join(self._byte_chars[b] for b in piece.encode("utf-8"))
+      ids = [token.id for token in self.backend.model.tokenize(chars)]
+      if len(self._piece_ids) < 200_000:
+        self._piece_ids[piece] = ids
+    return ids
+
+  def encode(self, text: str, *, add_special_tokens: bool = False) -> list[int]:
+    """Ids of `text` (no SOT/EOT around it: `encode_for_clip` adds them)."""
+    del add_special_tokens   # CLIP's encode never adds them
+    return [i for piece in self.pieces(text) for i in self._ids(piece)]
+
+  def encode_batch(self, texts: list[str], *, add_special_tokens: bool = False) -> list[list[int]]:
+    return [self.encode(text, add_special_tokens=add_special_tokens) for text in texts]
+
+
 def clip_decode(tokenizer: Tokenizer):
   """Wraps `decode` like CLIPTokenizerFast: '</w>' -> ' ', stripped."""
   decode = tokenizer.decode
@@ -53,8 +112,12 @@ def clip_decode(tokenizer: Tokenizer):
   return tokenizer
 
 
-def clip_tokenizer(vocab_file: str = VOCAB_FILE) -> Tokenizer:
-  """The 49,408-id CLIP tokenizer (bos <|startoftext|>, eos and pad <|endoftext|>)."""
+def clip_tokenizer(vocab_file: str = VOCAB_FILE) -> CLIPTokenizer:
+  """The 49,408-id CLIP tokenizer (bos <|startoftext|>, eos and pad <|endoftext|>).
+
+  Raises ImportError (one line) without ftfy / regex.
+  """
+  _clip_text_modules()
   with gzip.open(vocab_file, "rt", encoding="utf-8") as f:
     lines = f.read().split("\n")
   merges = [tuple(m.split()) for m in lines[1:49152 - 256 - 2 + 1]]
@@ -62,17 +125,11 @@ def clip_tokenizer(vocab_file: str = VOCAB_FILE) -> Tokenizer:
   vocab = chars + [c + "</w>" for c in chars] + ["".join(m) for m in merges] + [SOT, EOT]
   bpe = models.BPE(vocab={v: i for i, v in enumerate(vocab)}, merges=merges,
                    continuing_subword_prefix="", end_of_word_suffix="</w>", unk_token=EOT)
-  backend = tokenizers.Tokenizer(bpe)
+  backend = tokenizers.Tokenizer(bpe)   # encoding goes through CLIPTokenizer, not backend.encode
   backend.add_special_tokens([SOT, EOT])
-  backend.normalizer = normalizers.Sequence([
-      normalizers.NFC(), normalizers.Replace(tokenizers.Regex(r"\s+"), " "),
-      normalizers.Lowercase(), normalizers.Strip()])
-  backend.pre_tokenizer = pre_tokenizers.Sequence([
-      pre_tokenizers.Split(tokenizers.Regex(_PATTERN), behavior="removed", invert=True),
-      pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
   backend.decoder = decoders.ByteLevel()
   special = {"bos_token": SOT, "eos_token": EOT, "pad_token": EOT, "unk_token": EOT}
-  return clip_decode(Tokenizer(backend, special))
+  return clip_decode(CLIPTokenizer(backend, special))
 
 
 def encode_for_clip(tokenizer: Tokenizer, texts: list[str], context_length: int,
@@ -80,6 +137,8 @@ def encode_for_clip(tokenizer: Tokenizer, texts: list[str], context_length: int,
   """(ids [B, T] int32, eot index [B]): `[SOT] tokens [EOT]` right-padded with 0.
 
   Texts longer than `context_length` are truncated with EOT kept last (OpenCLIP's `tokenize`).
+  The eot index is the first EOT of the row, where OpenCLIP pools (`text.argmax(dim=-1)`, EOT being
+  the largest id): a text holding the literal `<end_of_text>` is pooled there, not at the end.
   T is the longest row rounded up to a multiple of `bucket` (at most `context_length`), so the
   jitted encoder compiles for few shapes; positions beyond EOT never change the pooled feature
   (causal attention), so any T >= the longest row gives the same features as 77.
@@ -95,4 +154,4 @@ def encode_for_clip(tokenizer: Tokenizer, texts: list[str], context_length: int,
   out = np.zeros((len(rows), width), np.int32)
   for i, row in enumerate(rows):
     out[i, :len(row)] = row
-  return out, np.asarray([len(r) - 1 for r in rows], np.int32)
+  return out, np.asarray([r.index(eot) for r in rows], np.int32)

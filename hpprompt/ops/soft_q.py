@@ -1,35 +1,39 @@
 """Soft Q-learning losses over one prompt trajectory with a terminal reward.
 
 A trajectory has T steps (prompt tokens) a_0..a_{T-1}; the reward R arrives after the last one.
-With online Q-values (logits) z_t, target-network logits z'_t and a value function V (log-sum-exp for
-RLPrompt, spmax for PIN, see `regularizers.py`):
+With online Q-values (logits) z_t, target-network logits z'_t and a value function V (log-sum-exp
+for RLPrompt, spmax for PIN, see `regularizers.py`):
 
   Q_t = z_t[a_t],   V_t = V(z_t),   A_t = Q_t - V_t,   V'_t = V(z'_t)
   v1  L_t = (Q_t - g^{T-1-t} R)^2                                  Monte-Carlo regression
   v2  L_t = (A_t - [g V'_{t+1} 1(t<T-1) + R 1(t=T-1) - V'_t])^2      single-step consistency
   v3  L_t = (sum_{k>=t} g^{k-t} A_k - (g^{T-1-t} R - V'_t))^2         multi-step path consistency
   v2_v3 = (v2 + v3) / 2,       loss = sum_t L_t.
-  td  L_t = (Q_t - [R 1(t=T-1) + g V'_{t+1} 1(t<T-1)])^2             one-step TD (PIN Eq. 5)
+  td  L_t = (Q_t - [R 1(t=T-1) + g V'_{t+1} 1(t<T-1)])^2             one-step TD (see below)
 
-`td` is the Bellman target of PIN's paper (Choi et al. 2024, Eq. 5 and Algorithm 1): Q_t regressed
-onto the final reward at the last step and onto g V'(s_{t+1}) otherwise, V' = alpha spmax of the
-target network's Q-values over the filtered actions at s_{t+1} (`target_mask_t[t+1]`). The
-released PIN code computes V'_t in `sparse_ql_loss_1` but then overwrites the target with the
-Monte-Carlo one (v1, which its READMEs run); `td` is RLPrompt's unused
-`soft_q_loss_with_sparse_rewards_1` with V' = spmax (or logsumexp with the Shannon value).
+`td` is one-step TD: Q_t regressed onto the final reward at the last step and onto g V'(s_{t+1})
+otherwise, V' the value of the target network's Q-values over the filtered actions at s_{t+1}
+(`target_mask_t[t+1]`). With V' = alpha spmax it is the Bellman target of PIN's paper (Choi et al.
+2024, Eq. 5 and Algorithm 1). With the log-sum-exp value it is `soft_q_loss_with_sparse_rewards_1`
+(rlprompt/losses/sql_losses.py:110-142 in RLPrompt and PIN), which `loss_impl=v1` selects under
+`algo=sql` (sql_losses.py:47-48): the loss of PIN's few-shot README command (preset `pin-readme`).
+`v1` here is PIN's `algo=sparse-ql loss_impl=v1` (`sparse_ql_loss_1`,
+rlprompt/losses/sparse_ql_losses.py:183-221: it computes V'_t but regresses Q_t onto
+g^{T-1-t} R), which its style-transfer and CLIP README commands run.
 
 With g = 1 these are exactly `soft_q_loss_with_sparse_rewards_{2,3}` of RLPrompt
-(rlprompt/losses/sql_losses.py, "v2_v2r_v3_v3r" with coefficient=None) and `sparse_ql_loss_{1,2,3,2_3}`
-of PIN (rlprompt/losses/sparse_ql_losses.py) on full-length trajectories (all that either paper uses).
-For `length` < T we follow RLPrompt; PIN's code would add g V'_length to the last step's v2 target
-and discount v1 by T rather than the length. The discounted v3 is the path-consistency form of
-Nachum et al. 2017 (the released code uses g = 1 there only). References: "Efficient (Soft) Q-Learning
-for Text Generation with Limited Good Data", Guo et al. 2021 (https://arxiv.org/abs/2106.07704), Eq. 6-9;
-"RLPrompt", Deng et al. EMNLP 2022, Sec. 2.2; "PIN", Choi et al. ACL 2024, Eq. 5 and Algorithm 1.
+(rlprompt/losses/sql_losses.py, "v2_v2r_v3_v3r" with coefficient=None) and
+`sparse_ql_loss_{1,2,3,2_3}` of PIN (rlprompt/losses/sparse_ql_losses.py) on full-length
+trajectories (all that either paper uses). For `length` < T we follow RLPrompt; PIN's code would
+add g V'_length to the last step's v2 target and discount v1 by T rather than the length. The
+discounted v3 is the path-consistency form of Nachum et al. 2017 (the released code uses g = 1
+there only). References: "Efficient (Soft) Q-Learning for Text Generation with Limited Good Data",
+Guo et al. 2021 (https://arxiv.org/abs/2106.07704), Eq. 6-9; "RLPrompt", Deng et al. EMNLP 2022,
+Sec. 2.2; "PIN", Choi et al. ACL 2024, Eq. 5 and Algorithm 1.
 
-Functions take one trajectory; callers `jax.vmap` over the batch and take the mean (the papers' reduction:
-sum over steps, mean over the batch). Targets (everything computed from the target logits, and R) are
-under `stop_gradient` unless `stop_target_gradients=False`.
+Functions take one trajectory; callers `jax.vmap` over the batch and take the mean (the papers'
+reduction: sum over steps, mean over the batch). Targets (everything computed from the target
+logits, and R) are under `stop_gradient` unless `stop_target_gradients=False`.
 """
 from typing import Callable
 
@@ -97,7 +101,7 @@ def _step_losses(variant: str, q_t: Array, a_t: Array, reward: Array, target_q_t
     target_adv = jnp.where(last, reward, discount * next_v) - target_v
     losses += jnp.where(valid, jnp.square(adv - target_adv), 0.0)
   if variant in ("v3", "v2_v3"):
-    # sum_{k=t}^{length-1} g^{k-t} A_k, as a [T, T] upper-triangular weighting (T is a prompt length).
+    # sum_{k=t}^{length-1} g^{k-t} A_k as a [T, T] upper-triangular weighting (T: a prompt length).
     offset = t[None, :] - t[:, None]
     weights = jnp.where((offset >= 0) & valid[None, :], discount ** jnp.maximum(offset, 0), 0.0)
     suffix = weights @ jnp.where(valid, adv, 0.0)
@@ -136,7 +140,8 @@ def soft_q_loss(variant: str, q_t: Array, a_t: Array, reward: Array, target_q_t:
 
 
 def soft_q_v1(q_t, a_t, reward, target_q_t, **kwargs) -> Array:
-  """Monte-Carlo regression of Q_t onto g^{T-1-t} R (PIN's `loss_impl=v1`). See `soft_q_loss`."""
+  """Monte-Carlo regression of Q_t onto g^{T-1-t} R (PIN's `algo=sparse-ql loss_impl=v1`); see
+  `soft_q_loss`."""
   return soft_q_loss("v1", q_t, a_t, reward, target_q_t, **kwargs)
 
 
@@ -156,6 +161,6 @@ def soft_q_v2_v3(q_t, a_t, reward, target_q_t, **kwargs) -> Array:
 
 
 def soft_q_td(q_t, a_t, reward, target_q_t, **kwargs) -> Array:
-  """One-step TD regression of Q_t onto R (last step) or g V'_{t+1} (PIN Eq. 5); see `soft_q_loss`.
-  """
+  """One-step TD regression of Q_t onto R (last step) or g V'_{t+1}: PIN's Eq. 5 with spmax, the
+  `algo=sql loss_impl=v1` of PIN's few-shot README with log-sum-exp; see `soft_q_loss`."""
   return soft_q_loss("td", q_t, a_t, reward, target_q_t, **kwargs)

@@ -6,11 +6,11 @@ N = samples x bootstraps continuations; each gets
   source), 0);
 the N rewards are cut into `bootstraps` consecutive chunks, each chunk's max is kept, and the pair's
 reward is the mean of those maxima. In training, rewards are z-scored per source sentence over all
-the
-bootstrap maxima of the step's pairs with that source (population std, + 1e-4), and the agent
-rescales
-the z-scores (RLPrompt: R = 100 z - 20). Each step pairs its prompts with `sources_per_step`
-consecutive training sentences (RLPrompt: 2 sentences x 4 prompts, the file read in order).
+the bootstrap maxima of the step's pairs with that source string (population std, + 1e-4; a
+sentence drawn twice in one step is one group, as `input_rewards[src]` in RLPrompt's
+tst_reward.py:108, 155-167), and the agent rescales the z-scores (RLPrompt: R = 100 z - 20).
+Each step pairs its prompts with `sources_per_step` consecutive training sentences (RLPrompt: 2
+sentences x 4 prompts, the file read in order).
 Fluency is not in the training reward (either paper's code); it is an evaluation metric only.
 """
 import dataclasses
@@ -48,6 +48,13 @@ def source_zscores(maxima: jax.Array, source_ids: jax.Array, num_sources: int,
   sq = jax.ops.segment_sum(((maxima - mean[source_ids][:, None]) ** 2).sum(1), source_ids,
                            num_sources) / count
   return (maxima.mean(1) - mean[source_ids]) / (jnp.sqrt(sq)[source_ids] + eps)
+
+
+def source_groups(sources: list[str]) -> np.ndarray:
+  """int [S]: one id per distinct source string (first-occurrence order), so that equal strings
+  pool their maxima in `source_zscores` as RLPrompt's dict keyed by the string does."""
+  first: dict[str, int] = {}
+  return np.asarray([first.setdefault(s, len(first)) for s in sources], np.int32)
 
 
 @dataclasses.dataclass
@@ -127,8 +134,10 @@ class StyleTransferTask:
       j, k = np.unravel_index(np.argmax(r[:, 0]), r[:, 0].shape)
       best.append(texts[j][0][k])
     maxima = np.concatenate(maxima)
-    source_ids = np.repeat(np.arange(b), per)
-    z = np.asarray(source_zscores(jnp.asarray(maxima), jnp.asarray(source_ids), b))
+    groups = source_groups(self.step_sources(step))
+    source_ids = np.repeat(groups, per)
+    z = np.asarray(source_zscores(jnp.asarray(maxima), jnp.asarray(source_ids),
+                                  int(groups.max()) + 1))
     metrics = {"content": float(np.mean(content)), "style": float(100 * np.mean(style)),
                "sample_output": best[0], "time_generate": self.timings["generate"],
                "time_score": self.timings["score"]}

@@ -199,6 +199,23 @@ def rlprompt_batch_loss(variant, logits, target_logits, actions, rewards, length
   return np.mean(np.sum(raw * seq_mask, -1))
 
 
+def sql_v1_batch_loss(logits, target_logits, actions, rewards, lengths, filter_mask):
+  """NumPy transcription of `soft_q_loss_with_sparse_rewards_1` (rlprompt/losses/sql_losses.py:
+  110-142, RLPrompt and PIN), which `algo=sql loss_impl=v1` runs, on logits filtered as
+  LMAdaptorModel._mlp_forward does (-inf outside `filter_mask`, lm_adaptor_model.py:76-82)."""
+  b, n, _ = logits.shape
+  ar = np.arange(b)
+  logits_ = np.where(filter_mask, target_logits, -np.inf)
+  top = logits_.max(-1, keepdims=True)
+  big_v_ = np.log(np.sum(np.exp(logits_ - top), -1)) + top[..., 0]          # logsumexp(dim=-1)
+  big_q = np.take_along_axis(logits, actions[..., None], -1)[..., 0]
+  q_ = np.zeros_like(big_q)
+  q_[:, :-1] = big_v_[:, 1:]
+  q_[ar, lengths - 1] = rewards
+  seq_mask = np.arange(n)[None, :] < lengths[:, None]
+  return np.mean(np.sum((big_q - q_) ** 2 * seq_mask, -1))
+
+
 def pin_v1_batch_loss(logits, actions, rewards, gamma):
   """NumPy transcription of PIN's sparse_ql_loss_1 (full-length trajectories)."""
   big_q = np.take_along_axis(logits, actions[..., None], -1)[..., 0]

@@ -161,6 +161,17 @@ def test_matches_rlprompt_and_pin_code():
   np.testing.assert_allclose(np.mean(got["v1"]), ref.pin_v1_batch_loss(q, a, r, 0.9), rtol=2e-5)
 
 
+def test_td_with_logsumexp_is_the_sql_v1_of_pins_readme_command():
+  """`pin-readme`'s loss (td, Shannon value, target V' over the filter) equals the NumPy
+  transcription of `soft_q_loss_with_sparse_rewards_1` on filtered logits, full and short
+  lengths."""
+  q, a, r, tq, mask, _ = _batch(7)
+  for length in (np.full(B, T), np.array([T, 2, 1, 4])):
+    got = _losses(q, a, r, tq, mask, mask, length, family="shannon", discount=1.0)["td"]
+    want = ref.sql_v1_batch_loss(q.astype(np.float64), tq.astype(np.float64), a, r, length, mask)
+    np.testing.assert_allclose(np.mean(got), want, rtol=2e-5)
+
+
 def test_wrappers_equal_soft_q_loss():
   q, a, r, tq, mask, _ = _batch(4)
   value_fn = ops.shannon_regularizer().value

@@ -37,6 +37,20 @@ def test_bootstrap_and_zscores_match_numpy():
   np.testing.assert_allclose(np.asarray(z), _numpy_zscores(maxima, sources), rtol=1e-4, atol=1e-4)
 
 
+def test_zscores_pool_equal_source_strings():
+  """A source drawn twice in a step is one group (RLPrompt keys its statistics by the string)."""
+  rng = np.random.default_rng(1)
+  sources = ["slow service", "cold fries", "slow service", "rude", "cold fries", "slow service"]
+  groups = style_transfer.source_groups(sources)
+  assert list(groups) == [0, 1, 0, 2, 1, 0]
+  maxima = rng.uniform(0, 100, (6, 4))
+  z = style_transfer.source_zscores(jnp.asarray(maxima, jnp.float32), jnp.asarray(groups), 3)
+  want = _numpy_zscores(maxima, sources)
+  np.testing.assert_allclose(np.asarray(z), want, rtol=1e-4, atol=1e-4)
+  by_position = _numpy_zscores(maxima, range(6))        # kept apart: a different computation
+  assert np.abs(want - by_position).max() > 0.1
+
+
 def test_fit_logistic_equals_sklearn():
   sklearn = pytest.importorskip("sklearn.linear_model")
   rng = np.random.default_rng(1)
@@ -110,6 +124,23 @@ def test_step_rewards_shapes_zscores_and_determinism(tiny_lm):
   assert task.step_sources(3) == ["never again", "cold fries"]
   with pytest.raises(ValueError, match="multiple"):
     task.step_rewards(prompts[:3], 0)
+
+
+def test_step_rewards_pool_a_source_drawn_twice(tiny_lm):
+  """Sources of one step that are the same sentence share one z-score group (RLPrompt)."""
+  task = _task(tiny_lm)
+  task.train = ["slow service", "slow service", "never again"]
+  maxima, pair_rewards = [], task.pair_rewards
+
+  def recorded(*args, **kwargs):
+    out = pair_rewards(*args, **kwargs)
+    maxima.append(np.asarray(out[4][:, 0]))
+    return out
+  task.pair_rewards = recorded
+  r = task.step_rewards(["", " great", " the food", " good"], 0)
+  assert task.step_sources(0) == ["slow service", "slow service"]
+  want = _numpy_zscores(np.concatenate(maxima), ["slow service"] * 4)
+  np.testing.assert_allclose(r.shaped, want, rtol=1e-4, atol=1e-4)
 
 
 def test_validate_and_evaluate(tiny_lm):

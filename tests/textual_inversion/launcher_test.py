@@ -85,7 +85,7 @@ def test_rlprompt_end_to_end(trained_clip, tiny_gpt2_dir, tmp_path):
 def test_presets_follow_the_paper():
   cfg = launch.TextualInversionConfig(agent={})
   pin = launch.agent_config(cfg)
-  assert (pin.prompt_length, pin.prompts_per_step, pin.filter_top_k) == (8, 32, 20_000)
+  assert (pin.prompt_length, pin.prompts_per_step, pin.filter_top_k) == (8, 32, 10_000)
   assert pin.reward_new_range == (0.0, 1.0) and pin.replay and pin.regularizer == "tsallis"
   rl = launch.agent_config(dataclasses.replace(cfg, method="rlprompt"))
   assert rl.reward_new_range == (0.0, 80.0) and rl.sampling_top_k == 256
