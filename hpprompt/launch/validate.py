@@ -6,6 +6,7 @@ splits (empty, missing test set), context length (prompt + template + the longes
 policy's and the task LM's positions), prompts, the run directory and output files.
 """
 import dataclasses
+import json
 import math
 import os
 
@@ -134,18 +135,83 @@ def prompts(values: tuple[str, ...], tokenizer) -> int:
   return longest
 
 
+def _existing_parent(path: str) -> str:
+  parent = os.path.dirname(os.path.abspath(path))
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  return parent
+
+
 def output_file(path: str | None, flag_name: str = "output") -> None:
-  """A file that can be written (checked before the work whose results it will hold)."""
+  """A file that can be written (checked before the work whose results it will hold): not a
+  directory, under a writable directory with free space (a probe file is written and removed)."""
   if not path:
     return
   if os.path.isdir(path) or path.endswith(("/", os.sep)):
     raise cli.FlagError(flag_name, f"{path} is a directory; give a file name such as "
                         f"{os.path.join(path, 'results.json')}.")
-  parent = os.path.dirname(os.path.abspath(path))
-  while not os.path.exists(parent):
-    parent = os.path.dirname(parent)
+  parent = _existing_parent(path)
   if not os.path.isdir(parent):
     raise cli.FlagError(flag_name, f"{parent} is a file, so {path} cannot be created.")
   target = path if os.path.exists(path) else parent
-  if not os.access(target, os.W_OK):
-    raise cli.FlagError(flag_name, f"{target} is not writable.")
+  if not os.access(target, os.W_OK) or not os.access(parent, os.W_OK | os.X_OK):
+    raise cli.FlagError(flag_name, f"{target if not os.access(target, os.W_OK) else parent} is "
+                        "not writable.")
+  probe = os.path.join(parent, f".{os.path.basename(path)}.{os.getpid()}.probe")
+  try:
+    with open(probe, "wb") as f:
+      f.write(b"\0" * 4096)
+      f.flush()
+      os.fsync(f.fileno())
+  except OSError as e:
+    raise cli.FlagError(flag_name, f"cannot write {path} ({cli.one_line(e)}).") from e
+  finally:
+    if os.path.exists(probe):
+      os.remove(probe)
+
+
+def write_json(path: str, value, flag_name: str = "output", shown=None) -> None:
+  """Writes JSON atomically (a temporary file, then a rename: never a partial or 0-byte file).
+  On failure, prints `shown` (the results, so that the work is not lost) to stdout and raises a
+  FlagError naming the flag."""
+  tmp = f"{path}.tmp"
+  try:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(tmp, "w", encoding="utf-8") as f:
+      json.dump(value, f, indent=2)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except OSError as e:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    if shown is not None:
+      print(json.dumps(shown, indent=1, default=str), flush=True)
+    raise cli.FlagError(flag_name, f"cannot write {path} ({cli.one_line(e)}); the results are "
+                        "printed above.") from e
+
+
+def directory(path: str | None, flag_name: str) -> None:
+  """A directory that exists or can be created (not a file, not under a file)."""
+  if not path:
+    return
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise cli.FlagError(flag_name, f"{path} is a file, not a directory.")
+  parent = _existing_parent(path)
+  if not os.path.isdir(parent):
+    raise cli.FlagError(flag_name, f"{parent} is a file, so {path} cannot be created.")
+
+
+def non_negative(cfg, names) -> None:
+  """FlagError naming the first of cfg's integer fields `names` that is < 0."""
+  for name in names:
+    if getattr(cfg, name) < 0:
+      raise cli.FlagError(name, f"must be >= 0 (0: all), got {getattr(cfg, name)}.")
+
+
+def text(flag_name: str, value: str | None) -> None:
+  """Text from the command line that is valid UTF-8 (not undecodable bytes)."""
+  try:
+    (value or "").encode("utf-8")
+  except UnicodeEncodeError:
+    raise cli.FlagError(flag_name, "is not valid UTF-8 text.") from None
