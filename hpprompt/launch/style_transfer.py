@@ -15,7 +15,9 @@ serves
 """
 import dataclasses
 import json
+import math
 import os
+import sys
 
 import numpy as np
 
@@ -302,6 +304,10 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     results = st_metrics.evaluate_outputs(
         test, outputs, data.target_label, content_scorer=scorer, classifier=clf, references=refs,
         ppl_lm=models[cfg.ppl_lm or cfg.task_lm], fluency_classifier=fluency)
+  if isinstance(results.get("ppl"), float) and math.isnan(results["ppl"]):
+    results["ppl"] = None
+    print("note: no output has two or more tokens, so their perplexity is undefined (ppl null).",
+          file=sys.stderr, flush=True)
   results.update(task=cfg.task, direction=cfg.direction, outputs_file=cfg.outputs,
                  prompt=cfg.prompt, components=info)
   if cfg.output_json:

@@ -3,6 +3,7 @@ launcher shares): exit code 2, one line `error: ...` naming the flag or file(:li
 nothing written. The table machinery is tests/launch/bad_inputs_test.py's (one driver process per
 launcher, tests/launch/driver.py); `{T}` is the tiny GPT-2, `{I}` a tiny image, `{C}` the case's own
 folder, `{D}` good few-shot data."""
+import errno
 import json
 import os
 import struct
@@ -196,3 +197,85 @@ def test_bad_input_is_one_line_exit_2(table, launcher, name, extra, expected, ki
   for text in expected:
     assert text in lines[0], lines[0]
   assert result["after"] == result["before"], "the failed run left files behind"
+
+
+def _full_disk(monkeypatch, only_results: bool):
+  """fsync fails with ENOSPC (as on a full disk): for every file, or only for the results file's
+  temporary copy (the disk fills up during the scoring)."""
+  fsync = os.fsync
+
+  def full(fd):
+    name = os.readlink(f"/proc/self/fd/{fd}")
+    if not only_results or name.endswith(".json.tmp"):
+      raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return fsync(fd)
+  monkeypatch.setattr(os, "fsync", full)
+
+
+def _results_config(which, tmp_path, tiny_gpt2_dir, data_roots):
+  from hpprompt.launch import evaluate  # noqa: PLC0415
+  from hpprompt.launch import style_transfer  # noqa: PLC0415
+  out = str(tmp_path / "r.json")
+  if which == "evaluate_prompt":
+    return evaluate.run, evaluate.EvalConfig(prompts=(" It was",), task_lm=tiny_gpt2_dir,
+                                             data_dir=data_roots["good"], split="dev",
+                                             output=out), "--output"
+  (tmp_path / "o.txt").write_text("the food was great .\nthe staff were kind .\n")
+  cfg = style_transfer.EvaluateConfig(outputs=str(tmp_path / "o.txt"), task_lm=tiny_gpt2_dir,
+                                      content_layer=1, classifier_pool=20, test_limit=2,
+                                      cache_dir=str(tmp_path / "cache"), output_json=out)
+  return style_transfer.evaluate, cfg, "--output_json"
+
+
+@pytest.mark.parametrize("which", ["evaluate_prompt", "evaluate_style_transfer"])
+def test_full_disk_refused_before_scoring(which, tmp_path, tiny_gpt2_dir, data_roots,
+                                          monkeypatch, capsys):
+  from hpprompt.launch import cli  # noqa: PLC0415
+  fn, cfg, flag = _results_config(which, tmp_path, tiny_gpt2_dir, data_roots)
+  _full_disk(monkeypatch, only_results=False)
+  with pytest.raises(SystemExit) as e:
+    cli.run_main(fn, cfg)
+  out, err = capsys.readouterr()
+  assert e.value.code == 2 and len(err.splitlines()) == 1, err
+  assert err.startswith(f"error: {flag}: cannot write") and "No space left" in err, err
+  assert out == "" and sorted(os.listdir(tmp_path)) == sorted(
+      ["o.txt"] if which != "evaluate_prompt" else []), "scored, or left files behind"
+
+
+@pytest.mark.parametrize("which", ["evaluate_prompt", "evaluate_style_transfer"])
+def test_late_write_failure_prints_the_metrics(which, tmp_path, tiny_gpt2_dir, data_roots,
+                                               monkeypatch, capsys):
+  """The disk fills up while scoring: the metrics are printed, then the one error line (exit 2),
+  and no partial or 0-byte results file is left."""
+  from hpprompt.launch import cli  # noqa: PLC0415
+  fn, cfg, flag = _results_config(which, tmp_path, tiny_gpt2_dir, data_roots)
+  _full_disk(monkeypatch, only_results=True)
+  with pytest.raises(SystemExit) as e:
+    cli.run_main(fn, cfg)
+  out, err = capsys.readouterr()
+  assert e.value.code == 2 and len(err.splitlines()) == 1, err
+  assert err.startswith(f"error: {flag}: cannot write") and "printed above" in err, err
+  shown = json.loads(out[out.index("["):] if which == "evaluate_prompt" else out[out.index("{"):])
+  if which == "evaluate_prompt":
+    assert shown[0]["prompt"] == " It was" and 0 <= shown[0]["accuracy"] <= 1
+  else:
+    assert shown["num_outputs"] == 2 and 0 <= shown["style"] <= 100
+  assert not [n for n in os.listdir(tmp_path) if n.startswith("r.json")]
+
+
+def test_outputs_without_a_scored_token_have_no_perplexity(tmp_path, tiny_gpt2_dir, capsys):
+  """Outputs of one token each: perplexity is undefined; null and one note line, no NumPy
+  warning, no NaN in the results."""
+  import warnings  # noqa: PLC0415
+  from hpprompt.launch import style_transfer  # noqa: PLC0415
+  (tmp_path / "o.txt").write_text("a\nb\n")
+  cfg = style_transfer.EvaluateConfig(outputs=str(tmp_path / "o.txt"), task_lm=tiny_gpt2_dir,
+                                      content_layer=1, classifier_pool=20, test_limit=2,
+                                      cache_dir=str(tmp_path / "cache"))
+  with warnings.catch_warnings():
+    warnings.simplefilter("error", RuntimeWarning)
+    results = style_transfer.evaluate(cfg)
+  assert results["ppl"] is None and results["num_outputs"] == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert err == ["note: no output has two or more tokens, so their perplexity is undefined "
+                 "(ppl null)."]
