@@ -9,6 +9,10 @@ import dataclasses
 import json
 import math
 import os
+import socket
+import urllib.parse
+
+from absl import logging
 
 from hpprompt.launch import cli
 from hpprompt.tasks import data
@@ -215,3 +219,25 @@ def text(flag_name: str, value: str | None) -> None:
     (value or "").encode("utf-8")
   except UnicodeEncodeError:
     raise cli.FlagError(flag_name, "is not valid UTF-8 text.") from None
+
+
+def tfds_reachable(name: str, data_dir: str | None, timeout: float = 5.0) -> None:
+  """A tensorflow-datasets set that is not prepared under data_dir must be downloadable: each host
+  it downloads from answers within `timeout` s (offline: one line now, not minutes of retries)."""
+  tfds = data._import_tfds()  # noqa: SLF001
+  level = logging.get_verbosity()
+  logging.set_verbosity(logging.ERROR)     # tfds's notes on half-written folders: not a 2nd line
+  try:
+    builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
+    if builder.is_prepared():
+      return
+  finally:
+    logging.set_verbosity(level)
+  urls = [getattr(builder.builder_config, "data_url", None), *(builder.url_infos or {})]
+  for host in sorted({urllib.parse.urlparse(u).hostname for u in urls if u} - {None}):
+    try:
+      socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError as e:
+      raise ValueError(f"{name} is not prepared under {builder.data_dir} and its download host "
+                       f"{host} cannot be reached ({cli.one_line(e)}); connect to the network or "
+                       "pass --data_dir with a prepared copy.") from e

@@ -20,7 +20,7 @@ from tests.launch.bad_inputs_test import _fill
 pytestmark = pytest.mark.slow
 LAUNCHERS = {"st": "style_transfer.py", "est": "evaluate_style_transfer.py",
              "ti": "textual_inversion.py", "few": "fewshot_classification.py",
-             "soft": "soft_prompt.py"}
+             "soft": "soft_prompt.py", "report": "report.py"}
 _TINY_ST = ["--task_lm={T}", "--content_layer=1", "--classifier_pool=20", "--cache_dir={C}/cache"]
 BASE = {
     "st": _TINY_ST + ["--policy_lm={T}", "--source_token=<s>", "--steps=2", "--dev_limit=1",
@@ -33,6 +33,7 @@ BASE = {
            "--workdir={C}/w"],
     "few": FEW_BASE["few"],
     "soft": FEW_BASE["soft"],
+    "report": ["--runs=" + os.path.join(REPO, "docs", "grid", "sst-2", "pin_seed0")],
 }
 OUT = "--outputs={C}/o.txt"
 BIG = "100000000000000000000"
@@ -100,6 +101,7 @@ CASES = [
     ("few", "replay_capacity_too_large", ["--replay_capacity=1000000000000"],
      ("--replay_capacity",), None),
     ("soft", "seed_too_large", [f"--seed={BIG}"], ("--seed",), None),
+    ("report", "out_is_file", ["--out={C}/f"], ("--out", "is a file"), "file_f"),
 ]
 
 
@@ -279,3 +281,32 @@ def test_outputs_without_a_scored_token_have_no_perplexity(tmp_path, tiny_gpt2_d
   err = capsys.readouterr().err.strip().splitlines()
   assert err == ["note: no output has two or more tokens, so their perplexity is undefined "
                  "(ppl null)."]
+
+
+def test_tfds_set_offline_fails_fast(tmp_path, tiny_gpt2_dir, monkeypatch, capsys):
+  """A tensorflow-datasets set that is not prepared, without network: one line naming the flag
+  and the host, at once, without a download attempt (tfds retries for minutes)."""
+  import socket  # noqa: PLC0415
+  import time  # noqa: PLC0415
+  tfds = pytest.importorskip("tensorflow_datasets")
+  from hpprompt.launch import cli  # noqa: PLC0415
+  from hpprompt.launch import soft_prompt  # noqa: PLC0415
+
+  def offline(address, *args, **kwargs):
+    raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+  def download(*args, **kwargs):
+    raise AssertionError("tried to download")
+  monkeypatch.setattr(socket, "create_connection", offline)
+  monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", download)
+  cfg = soft_prompt.BaselineConfig(task_lm=tiny_gpt2_dir, dataset="glue/sst2", k_per_class=8,
+                                   data_dir=str(tmp_path / "tfds"), steps=2,
+                                   workdir=str(tmp_path / "w"))
+  start = time.time()
+  with pytest.raises(SystemExit) as e:
+    cli.run_main(soft_prompt.run, cfg)
+  err = capsys.readouterr().err.strip()
+  assert e.value.code == 2 and len(err.splitlines()) == 1, err
+  assert err.startswith("error: --data_dir: glue/sst2 is not prepared"), err
+  assert "cannot be reached" in err, err
+  assert time.time() - start < 60
