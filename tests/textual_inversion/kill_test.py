@@ -12,6 +12,7 @@ import pytest
 
 from hpprompt.launch import cli
 from hpprompt.launch import textual_inversion as launch
+from hpprompt.training.run import saved_steps
 from tests import launch_utils
 
 pytestmark = pytest.mark.slow
@@ -55,7 +56,7 @@ def test_kill_9_in_first_target_then_resume_runs_both(tiny_gpt2_dir, tmp_path):
   for n, step in KILLS.items():
     workdir = tmp_path / f"killed{n}"
     first = workdir / "00-a"
-    assert launch.saved_steps(str(first)) == ([step] if step else [])
+    assert saved_steps(str(first)) == ([step] if step else [])
     assert not (workdir / "01-b").exists()
     if step:       # a fresh start is refused, naming the way on
       with pytest.raises(cli.FlagError) as e:
