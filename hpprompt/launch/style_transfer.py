@@ -197,14 +197,14 @@ def _check_outputs_length(cfg, outputs: list[str], models: dict) -> None:
 
 
 def build_task(cfg, models: dict, data: style_data.StyleData, workdir: str):
-  scorer, clf, fluency, info = components(cfg, models, workdir)
   model, tok = models[cfg.task_lm]
   with cli.flag("task_lm"):
     if not isinstance(model, CausalLM):
       raise ValueError(f"{cfg.task_lm!r} is not a causal LM; generation needs one.")
-  with cli.flag("template"):
+  with cli.flag("template"):     # checked before the scorers are built (baseline, classifier)
     gen = generation.Generator(model, tok, template=cfg.template, top_k=cfg.top_k or None,
                                lower=data.lower, start_token=hub.document_start(cfg.task_lm, tok))
+  scorer, clf, fluency, info = components(cfg, models, workdir)
   ppl_name = cfg.ppl_lm or cfg.task_lm
   limit = lambda xs, n: xs[:n] if n else xs
   task = StyleTransferTask(
