@@ -20,7 +20,7 @@ from tests.launch.bad_inputs_test import _fill
 pytestmark = pytest.mark.slow
 LAUNCHERS = {"st": "style_transfer.py", "est": "evaluate_style_transfer.py",
              "ti": "textual_inversion.py", "few": "fewshot_classification.py",
-             "soft": "soft_prompt.py", "report": "report.py"}
+             "report": "report.py"}
 _TINY_ST = ["--task_lm={T}", "--content_layer=1", "--classifier_pool=20", "--cache_dir={C}/cache"]
 BASE = {
     "st": _TINY_ST + ["--policy_lm={T}", "--source_token=<s>", "--steps=2", "--dev_limit=1",
@@ -32,7 +32,6 @@ BASE = {
     "ti": ["--clip=tiny", "--policy_lm={T}", "--source_token=<s>", "--image={I}", "--steps=2",
            "--workdir={C}/w"],
     "few": FEW_BASE["few"],
-    "soft": FEW_BASE["soft"],
     "report": ["--runs=" + os.path.join(REPO, "docs", "grid", "sst-2", "pin_seed0")],
 }
 OUT = "--outputs={C}/o.txt"
@@ -100,7 +99,6 @@ CASES = [
     ("few", "seed_too_large", [f"--seed={BIG}"], ("--seed",), None),
     ("few", "replay_capacity_too_large", ["--replay_capacity=1000000000000"],
      ("--replay_capacity",), None),
-    ("soft", "seed_too_large", [f"--seed={BIG}"], ("--seed",), None),
     ("report", "out_is_file", ["--out={C}/f"], ("--out", "is a file"), "file_f"),
 ]
 
