@@ -4,6 +4,7 @@ died before its first one) and then runs the second, ending as an uninterrupted 
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -18,7 +19,7 @@ from tests import launch_utils
 pytestmark = pytest.mark.slow
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _TIME_KEYS = ("time_sample", "time_reward", "time_learn", "time_step")
-KILLS = {1: None, 2: 1}     # the agent update before which it dies -> checkpoint step left
+KILL_AT = 2      # the agent update before which the process dies (after the step-1 checkpoint)
 
 
 def _cfg(images, lm_dir, workdir, **kw):
@@ -42,23 +43,22 @@ def test_kill_9_in_first_target_then_resume_runs_both(tiny_gpt2_dir, tmp_path):
     paths.append(str(tmp_path / f"{name}.png"))
     Image.fromarray(rng.integers(0, 255, (32, 32, 3), np.uint8)).save(paths[-1])
   images = ",".join(paths)
-  procs = {}
-  for n in KILLS:
-    cfg = _cfg(images, tiny_gpt2_dir, tmp_path / f"killed{n}")
-    (tmp_path / f"{n}.json").write_text(json.dumps(dataclasses.asdict(cfg)))
-    procs[n] = subprocess.Popen([sys.executable, "-m", "tests.textual_inversion.kill_worker",
-                                 str(tmp_path / f"{n}.json"), str(n)], cwd=REPO,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  cfg = _cfg(images, tiny_gpt2_dir, tmp_path / "killed")
+  (tmp_path / "cfg.json").write_text(json.dumps(dataclasses.asdict(cfg)))
+  proc = subprocess.Popen([sys.executable, "-m", "tests.textual_inversion.kill_worker",
+                           str(tmp_path / "cfg.json"), str(KILL_AT)], cwd=REPO,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   reference = _outputs(launch.run(_cfg(images, tiny_gpt2_dir, tmp_path / "full")))
-  for n, proc in procs.items():
-    _, err = proc.communicate(timeout=600)
-    assert proc.returncode == -9, err[-3000:]
-  for n, step in KILLS.items():
-    workdir = tmp_path / f"killed{n}"
-    first = workdir / "00-a"
-    assert saved_steps(str(first)) == ([step] if step else [])
-    assert not (workdir / "01-b").exists()
-    if step:       # a fresh start is refused, naming the way on
+  _, err = proc.communicate(timeout=600)
+  assert proc.returncode == -9, err[-3000:]
+  assert saved_steps(str(tmp_path / "killed" / "00-a")) == [KILL_AT - 1]
+  assert not (tmp_path / "killed" / "01-b").exists()
+  # The same run had it died before its first checkpoint: no checkpoint, config and metrics kept.
+  shutil.copytree(tmp_path / "killed", tmp_path / "early")
+  shutil.rmtree(tmp_path / "early" / "00-a" / "checkpoints")
+  for name in ("killed", "early"):
+    workdir = tmp_path / name
+    if name == "killed":       # a fresh start is refused, naming the way on
       with pytest.raises(cli.FlagError) as e:
         launch.run(_cfg(images, tiny_gpt2_dir, workdir))
       assert e.value.flag == "workdir" and "pass --resume to continue it" in str(e.value)
