@@ -45,17 +45,21 @@ FLAGS = flags.FLAGS
 def config_from_flags() -> style_transfer.EvaluateConfig:
   outputs = FLAGS.outputs
   if FLAGS.rlprompt_outputs:
+    for other in ("outputs", "prompt"):
+      if getattr(FLAGS, other) is not None:
+        raise cli.FlagError("rlprompt_outputs", f"scores RLPrompt's bundled outputs; give either "
+                            f"it or --{other}, not both.")
     outputs = style_data.rlprompt_outputs(FLAGS.direction)
-  names = ("prompt", "template", "task", "direction", "dataset_seed", "task_lm", "content_lm", "content_layer",
-           "style_classifier", "classifier_pool", "fluency_classifier", "ppl_lm", "cache_dir",
-           "eval_samples", "test_limit", "output_json", "dtype")
+  names = ("prompt", "template", "task", "direction", "dataset_seed", "task_lm", "content_lm",
+           "content_layer", "style_classifier", "classifier_pool", "fluency_classifier", "ppl_lm",
+           "cache_dir", "eval_samples", "test_limit", "output_json", "dtype")
   return dataclasses.replace(D, outputs=outputs, **{n: getattr(FLAGS, n) for n in names})
 
 
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  results = cli.run_main(style_transfer.evaluate, config_from_flags())
+  results = cli.run_main(lambda: style_transfer.evaluate(config_from_flags()))
   print(json.dumps({k: v for k, v in results.items() if k != "components"}, indent=1))
   print("components:", json.dumps(results["components"]))
 

@@ -43,7 +43,8 @@ run_flags.define_agent()
 FLAGS = flags.FLAGS
 
 def config_from_flags() -> fewshot.FewShotConfig:
-  agent = run_flags.agent_values({} if FLAGS.paper else fewshot.CPU_AGENT_OVERRIDES)
+  agent = run_flags.agent_values({} if FLAGS.paper else fewshot.CPU_AGENT_OVERRIDES,
+                                 method=FLAGS.method)
   cfg = dataclasses.replace(
       D, method=FLAGS.method, dataset=FLAGS.dataset, dataset_seed=FLAGS.dataset_seed,
       data_dir=FLAGS.data_dir, task_lm=FLAGS.task_lm, policy_lm=FLAGS.policy_lm,

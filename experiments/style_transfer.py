@@ -72,7 +72,7 @@ def task_values(defaults: dict) -> dict:
 
 def config_from_flags() -> style_transfer.StyleTransferConfig:
   agent = run_flags.agent_values(dict(paper.SAMPLER) if FLAGS.paper
-                                 else style_transfer.CPU_AGENT_OVERRIDES)
+                                 else style_transfer.CPU_AGENT_OVERRIDES, method=FLAGS.method)
   shared = run_flags.values()
   shared.pop("verbalizers")
   shared["template"] = shared["template"] or generation.TEMPLATE
@@ -89,7 +89,7 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
   try:
-    cli.run_main(style_transfer.run, config_from_flags())
+    cli.run_main(lambda: style_transfer.run(config_from_flags()))
   except style_transfer.trainer.Interrupted:
     sys.exit(130)
 

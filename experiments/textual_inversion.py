@@ -39,11 +39,12 @@ run_flags.define_agent("Prompt tokens (default: 8 agent, 16 PEZ).",
 FLAGS = flags.FLAGS
 
 
-
 def config_from_flags() -> ti.TextualInversionConfig:
   pez = FLAGS.method == "pez"
   agent = dict(paper.SAMPLER) if FLAGS.paper else dict(ti.CPU_AGENT_OVERRIDES)
   options = {}
+  if not pez:
+    run_flags.check_foreign(FLAGS.method)
   for name in run_flags.AGENT_FIELDS:
     value = getattr(FLAGS, name)
     if value is None:

@@ -4,8 +4,6 @@ The manual-prompt baseline (e.g. " It was" with terrible/great) and prompts from
 here exactly like learned prompts.
 """
 import dataclasses
-import json
-import os
 
 from hpprompt.launch import cli
 from hpprompt.launch import fewshot
@@ -77,13 +75,8 @@ def run(cfg: EvalConfig) -> list[dict]:
 
 
 def _write(path: str | None, results: list[dict]) -> None:
-  if not path:
-    return
-  with cli.flag("output"):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-      json.dump(results, f, indent=2)
-    os.replace(path + ".tmp", path)
+  if path:
+    validate.write_json(path, results, "output", shown=results)
 
 
 def _load(name: str, flag_name: str, dtype: str):

@@ -7,6 +7,7 @@ import dataclasses
 import glob
 
 from hpprompt.launch import cli
+from hpprompt.launch import validate
 from hpprompt.report import report
 from hpprompt.report import runs as runs_lib
 
@@ -35,6 +36,7 @@ def expand(patterns) -> list[str]:
 
 
 def run(cfg: ReportConfig) -> list[report.Section]:
+  validate.directory(cfg.out, "out")
   paths = expand(cfg.runs)
   runs = ",".join(cfg.runs)
   command = ("python experiments/report.py --runs=" + (f"'{runs}'" if glob.has_magic(runs) else runs)

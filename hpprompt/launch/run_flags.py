@@ -10,6 +10,9 @@ import dataclasses
 
 from absl import flags
 
+from hpprompt.agent.config import PRESETS
+from hpprompt.launch import cli
+
 @dataclasses.dataclass(frozen=True)
 class RunSettings:
   """The run settings every training launcher's config has (field names = flag names); a config
@@ -35,6 +38,8 @@ class RunSettings:
 FIELDS = ("template", "verbalizers", "steps", "workdir", "resume", "seed", "eval_every",
           "log_every", "checkpoint_every", "dtype", "num_devices", "evaluate_test", "label")
 _OPTIONAL = ("tensorboard",)
+MAX_SEED = 2**32 - 1                 # what NumPy's and JAX's generators take without overflow
+MAX_REPLAY = 10_000_000              # replay slots (PIN: 64,000); each holds a prompt and reward
 _defaults = []
 
 
@@ -47,7 +52,8 @@ def define(defaults) -> None:
   flags.DEFINE_string("workdir", defaults.workdir,
                       "Run directory (config, metrics, checkpoints, prompts).")
   flags.DEFINE_bool("resume", False, "Continue the run in --workdir from its last checkpoint.")
-  flags.DEFINE_integer("seed", defaults.seed, "Random seed of the run.")
+  flags.DEFINE_integer("seed", defaults.seed, "Random seed of the run.", lower_bound=0,
+                       upper_bound=MAX_SEED)
   flags.DEFINE_integer("eval_every", defaults.eval_every, "Validate every N steps.")
   flags.DEFINE_integer("log_every", defaults.log_every, "Progress line every N steps.")
   flags.DEFINE_integer("checkpoint_every", defaults.checkpoint_every, "Checkpoint every N steps.")
@@ -85,15 +91,34 @@ def define_agent(prompt_length_help: str = "Prompt tokens (preset/CPU default if
   flags.DEFINE_integer("filter_top_k", None, "Ignorable-token filter k (PIN); 0 disables it.")
   flags.DEFINE_integer("sampling_top_k", None, "Top-k sampling of the policy (RLPrompt); 0 disables.")
   flags.DEFINE_integer("replay_batch", None, "Replay batch (PIN).")
-  flags.DEFINE_integer("replay_capacity", None, "Replay buffer size (PIN).")
+  flags.DEFINE_integer("replay_capacity", None, "Replay buffer size (PIN).", lower_bound=1,
+                       upper_bound=MAX_REPLAY)
   flags.DEFINE_float("learning_rate", None, learning_rate_help)
   flags.DEFINE_integer("mlp_hidden", None, "Hidden width of the policy's MLP head.")
   flags.DEFINE_string("source_token", None, "Token the prompt follows (default: the policy's BOS).")
 
 
-def agent_values(base: dict, names=AGENT_FIELDS) -> dict:
+# A top-k mechanism a method's preset leaves off: giving it a k on the command line would silently
+# turn the method into another one (RLPrompt with PIN's filter is `rlprompt-fluency`).
+_FOREIGN = {"filter_top_k": "PIN's ignorable-token filter", "sampling_top_k": "top-k sampling"}
+
+
+def check_foreign(method: str) -> None:
+  """FlagError for a top-k flag given explicitly (and > 0) that `method`'s preset does not use."""
+  if method not in PRESETS:
+    return       # an unknown method is refused with its own line
+  for name, what in _FOREIGN.items():
+    if flags.FLAGS[name].present and getattr(flags.FLAGS, name) and (
+        getattr(PRESETS[method], name) is None):
+      raise cli.FlagError(name, f"--method={method} does not use {what}; drop --{name} (or "
+                          f"pick a method that uses it).")
+
+
+def agent_values(base: dict, names=AGENT_FIELDS, method: str | None = None) -> dict:
   """`base` (the CPU overrides, or {} with --paper) with each agent flag in `names` that was set;
-  a top-k of 0 disables it (None)."""
+  a top-k of 0 disables it (None). With `method`, a top-k flag it does not use is refused."""
+  if method is not None:
+    check_foreign(method)
   out = dict(base)
   for name in names:
     value = getattr(flags.FLAGS, name)

@@ -121,6 +121,7 @@ def _tfds_splits(cfg: BaselineConfig) -> dict:
       raise ValueError(f"{cfg.dataset} is a tensorflow-datasets set: give k_per_class >= 1 "
                        f"(got {cfg.k_per_class}).")
   with cli.flag("data_dir" if cfg.data_dir else "dataset"):
+    validate.tfds_reachable(cfg.dataset, cfg.data_dir)     # offline: fail fast
     try:
       pool = data.load_tfds(cfg.dataset, "train", data_dir=cfg.data_dir,
                             k_per_class=2 * cfg.k_per_class, seed=cfg.dataset_seed)

@@ -15,7 +15,9 @@ serves
 """
 import dataclasses
 import json
+import math
 import os
+import sys
 
 import numpy as np
 
@@ -24,6 +26,7 @@ from hpprompt.agent.agent import PromptAgent
 from hpprompt.launch import cli
 from hpprompt.launch import run_flags
 from hpprompt.launch import fewshot
+from hpprompt.launch import validate
 from hpprompt.metrics import bertscore
 from hpprompt.metrics import style_transfer as st_metrics
 from hpprompt.models import hub
@@ -115,9 +118,20 @@ def _pool(cfg) -> tuple[list[str], list[int]]:
   return texts, labels
 
 
+def _classifier(cfg, flag_name: str):
+  """The HF sequence classifier named by `flag_name`, or None (checked before any scoring)."""
+  name = getattr(cfg, flag_name)
+  if not name:
+    return None
+  with cli.flag(flag_name):
+    model, tok = hub.load_pretrained(name, dtype=fewshot._dtype(cfg.dtype))
+    return style_classifier.HFStyleClassifier(model, tok)
+
+
 def components(cfg, models: dict, workdir: str):
   """(generator factory inputs, content scorer, style classifier, fluency classifier, info)."""
   cache = cfg.cache_dir or workdir
+  clf, fluency = _classifier(cfg, "style_classifier"), _classifier(cfg, "fluency_classifier")
   content_name = cfg.content_lm or cfg.task_lm
   c_model, c_tok = models[content_name]
   with cli.flag("content_layer"):
@@ -148,10 +162,7 @@ def components(cfg, models: dict, workdir: str):
         json.dump({"key": key, "baseline": baseline}, f)
     scorer.baseline = np.asarray(baseline)
     info["content_baseline"] = baseline
-  if cfg.style_classifier:
-    with cli.flag("style_classifier"):
-      model, tok = hub.load_pretrained(cfg.style_classifier, dtype=fewshot._dtype(cfg.dtype))
-      clf = style_classifier.HFStyleClassifier(model, tok)
+  if clf is not None:
     info["style_classifier"] = cfg.style_classifier
   else:
     c_model, c_tok = models[cfg.task_lm]
@@ -162,23 +173,38 @@ def components(cfg, models: dict, workdir: str):
         cache_path=os.path.join(cache, "style_classifier.npz"), cache_key=key)
     info["style_classifier"] = f"logistic head on {cfg.task_lm} features"
     info["style_classifier_heldout_accuracy"] = clf.info["heldout_accuracy"]
-  fluency = None
-  if cfg.fluency_classifier:
-    with cli.flag("fluency_classifier"):
-      model, tok = hub.load_pretrained(cfg.fluency_classifier, dtype=fewshot._dtype(cfg.dtype))
-      fluency = style_classifier.HFStyleClassifier(model, tok)
   return scorer, clf, fluency, info
 
 
+def _check_common(cfg, limits: tuple[str, ...]) -> None:
+  """Settings of both launchers checked before any model is loaded."""
+  validate.non_negative(cfg, limits)
+  validate.directory(cfg.cache_dir, "cache_dir")
+
+
+def _check_outputs_length(cfg, outputs: list[str], models: dict) -> None:
+  """Each output within the perplexity LM's positions (one output sentence per line)."""
+  name = cfg.ppl_lm or cfg.task_lm
+  model, tok = models[name]
+  limit = getattr(getattr(model, "config", None), "max_positions", None)
+  if not limit:
+    return
+  for number, (line, ids) in enumerate(zip(outputs, tok.encode_batch(outputs)), 1):
+    if len(ids) + 1 > limit:
+      raise cli.FlagError("outputs", f"{cfg.outputs}:{number}: {len(line.split())} words "
+                          f"({len(ids)} tokens) exceed the perplexity LM's {limit} positions "
+                          f"({name}); expected one output sentence per line.")
+
+
 def build_task(cfg, models: dict, data: style_data.StyleData, workdir: str):
-  scorer, clf, fluency, info = components(cfg, models, workdir)
   model, tok = models[cfg.task_lm]
   with cli.flag("task_lm"):
     if not isinstance(model, CausalLM):
       raise ValueError(f"{cfg.task_lm!r} is not a causal LM; generation needs one.")
-  with cli.flag("template"):
+  with cli.flag("template"):     # checked before the scorers are built (baseline, classifier)
     gen = generation.Generator(model, tok, template=cfg.template, top_k=cfg.top_k or None,
                                lower=data.lower, start_token=hub.document_start(cfg.task_lm, tok))
+  scorer, clf, fluency, info = components(cfg, models, workdir)
   ppl_name = cfg.ppl_lm or cfg.task_lm
   limit = lambda xs, n: xs[:n] if n else xs
   task = StyleTransferTask(
@@ -195,6 +221,7 @@ def run(cfg: StyleTransferConfig) -> dict:
   """Trains (or resumes), selects the best prompt on dev, writes test outputs and results."""
   cli.check_positive(cfg, cli.RUN_COUNTS + ("num_samples", "num_bootstraps", "sources_per_step",
                                             "eval_samples"))
+  _check_common(cfg, ("dev_limit", "test_limit"))
   cli.check_run_dir(cfg)                # before any model is loaded
   agent_cfg = agent_config(cfg)
   with cli.flag("prompts_per_step"):
@@ -247,12 +274,15 @@ def evaluate(cfg: EvaluateConfig) -> dict:
   """Scores an outputs file aligned with the test inputs, or a manual prompt's outputs."""
   if (cfg.outputs is None) == (cfg.prompt is None):
     raise cli.FlagError("outputs", "give exactly one of --outputs and --prompt.")
+  validate.text("prompt", cfg.prompt)
+  _check_common(cfg, ("test_limit",))
+  validate.output_file(cfg.output_json, "output_json")
   data = _data(cfg)
   test = data.test[:cfg.test_limit] if cfg.test_limit else data.test
   refs = data.references[:len(test)]
   if cfg.outputs is not None:
     with cli.flag("outputs"):
-      outputs = style_data.read_lines(cfg.outputs, "outputs file")
+      outputs = style_data.read_lines(cfg.outputs, "outputs file", sentences=True)
       if len(outputs) != len(data.test) and len(outputs) != len(test):
         raise ValueError(f"{cfg.outputs!r} has {len(outputs)} lines; expected one per test input "
                          f"({len(data.test)}).")
@@ -269,15 +299,18 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     results = {k[len("test_"):]: v for k, v in results.items()}
     outputs = task.last_outputs
   else:
+    _check_outputs_length(cfg, outputs, models)
     scorer, clf, fluency, info = components(cfg, models, workdir)
     results = st_metrics.evaluate_outputs(
         test, outputs, data.target_label, content_scorer=scorer, classifier=clf, references=refs,
         ppl_lm=models[cfg.ppl_lm or cfg.task_lm], fluency_classifier=fluency)
+  if isinstance(results.get("ppl"), float) and math.isnan(results["ppl"]):
+    results["ppl"] = None
+    print("note: no output has two or more tokens, so their perplexity is undefined (ppl null).",
+          file=sys.stderr, flush=True)
   results.update(task=cfg.task, direction=cfg.direction, outputs_file=cfg.outputs,
                  prompt=cfg.prompt, components=info)
   if cfg.output_json:
-    with cli.flag("output_json"):
-      os.makedirs(os.path.dirname(os.path.abspath(cfg.output_json)) or ".", exist_ok=True)
-      with open(cfg.output_json, "w") as f:
-        json.dump({**results, "outputs": outputs}, f, indent=2)
+    validate.write_json(cfg.output_json, {**results, "outputs": outputs}, "output_json",
+                        shown={k: v for k, v in results.items() if k != "components"})
   return results

@@ -27,13 +27,16 @@ from hpprompt.launch import run_flags
 from hpprompt.launch import contact_sheet
 from hpprompt.launch import fewshot
 from hpprompt.launch import pez_clip
+from hpprompt.launch import validate
 from hpprompt.metrics import perplexity
 from hpprompt.models import clip_loader
 from hpprompt.models import hub
 from hpprompt.models.base import CausalLM
 from hpprompt.tasks import textual_inversion as ti
 from hpprompt.training import sharding
+from hpprompt.training.run import saved_steps
 
+_TARGET = re.compile(r"^\d{2,}-")     # <index>-<image name>, see _target_dir
 BUNDLED_IMAGES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "images")
 
 # The paper's textual-inversion set-up on top of each agent preset (methods.md §3.5): prompt length
@@ -83,11 +86,53 @@ def _target_dir(cfg, index: int, name: str) -> str:
   return os.path.join(cfg.workdir, f"{index:02d}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', stem)[:40]}")
 
 
+def _target_runs(workdir: str, saved: bool) -> list[str]:
+  """Target run directories of an earlier run: every one that began (config.json), or with
+  `saved` those holding a checkpoint or their results."""
+  if not os.path.isdir(workdir):
+    return []
+  subs = [os.path.join(workdir, n) for n in sorted(os.listdir(workdir)) if _TARGET.match(n)]
+  if saved:
+    return [d for d in subs if saved_steps(d) or os.path.exists(os.path.join(d, "results.json"))]
+  return [d for d in subs if os.path.exists(os.path.join(d, "config.json"))]
+
+
+def check_workdir(cfg: TextualInversionConfig) -> None:
+  """--workdir / --resume against the targets of an earlier run (before any model loads):
+  --resume needs a run that began; a fresh start refuses one with saved work, naming --resume."""
+  cli.check_run_dir(dataclasses.replace(cfg, resume=False))   # a file, not writable, ...
+  if cfg.resume and not _target_runs(cfg.workdir, saved=False):
+    raise cli.FlagError("resume", f"no run in {cfg.workdir} to resume (no target directory with "
+                        "a config.json); run without --resume to start it.")
+  saved = _target_runs(cfg.workdir, saved=True)
+  if not cfg.resume and saved:
+    raise cli.FlagError("workdir", f"{cfg.workdir} already holds a run (target "
+                        f"{os.path.basename(saved[0])}); pass --resume to continue it (finished "
+                        "targets are kept, the others continue or start) or choose another "
+                        "--workdir.")
+
+
+def prompt_length(cfg: TextualInversionConfig) -> int:
+  """Prompt tokens of the method (PEZ: CLIP tokens; the agent: policy tokens)."""
+  if cfg.method == "pez":
+    return cfg.pez.get("prompt_length", PEZ_CLIP["prompt_length"])
+  return agent_config(cfg).prompt_length
+
+
+def check_clip_context(cfg: TextualInversionConfig, context: int) -> None:
+  """The prompt between CLIP's start and end tokens within its text context (not cut silently)."""
+  length = prompt_length(cfg)
+  if length + 2 > context:
+    raise cli.FlagError("prompt_length", f"{length} tokens with CLIP's start and end tokens "
+                        f"exceed its {context}-token text context; use at most {context - 2}.")
+
+
 def load(cfg: TextualInversionConfig):
   """(scorer, targets [(name, image, embedding)], policy (lm, tokenizer), mesh)."""
   cli.check_positive(cfg, cli.RUN_COUNTS + ("top_prompts",))
   if cfg.method != "pez":
     agent_config(cfg)    # unknown method / agent setting: fail before loading models
+  check_workdir(cfg)
   with cli.flag("dtype"):
     dtype = fewshot._dtype(cfg.dtype)   # noqa: SLF001
   with cli.flag("num_devices"):
@@ -97,12 +142,15 @@ def load(cfg: TextualInversionConfig):
   with cli.flag("clip"):
     model, tokenizer, preprocess = clip_loader.load_clip(cfg.clip, dtype=dtype, seed=cfg.seed)
     scorer = ti.CLIPScorer(model, tokenizer, mesh=mesh, preprocess=preprocess)
+  check_clip_context(cfg, scorer.context_length)
   with cli.flag("image"):
     embeds = scorer.image_embeds([im for _, im in images])
   with cli.flag("policy_lm"):
     policy = hub.load_pretrained(cfg.policy_lm, dtype=dtype)
     if not isinstance(policy[0], CausalLM):
       raise ValueError(f"{cfg.policy_lm!r} is not a causal LM.")
+  if cfg.method != "pez":
+    validate.policy_context(policy[0], prompt_length(cfg))
   targets = [(name, im, e) for (name, im), e in zip(images, embeds)]
   return scorer, targets, policy, mesh
 
@@ -141,7 +189,10 @@ def run(cfg: TextualInversionConfig) -> dict:
       with open(done) as f:
         results = json.load(f)
     else:
-      sub = dataclasses.replace(cfg, workdir=workdir)
+      # --resume: a target with a checkpoint continues; one killed before its first (or not
+      # reached) starts afresh.
+      sub = dataclasses.replace(cfg, workdir=workdir, resume=cfg.resume and bool(
+          saved_steps(workdir)))
       if cfg.method == "pez":
         run_ = cli.open_run(sub, _run_config(cfg, name, {"pez_config": searcher.record()}))
         run_.print(f"[{index + 1}/{len(targets)}] {name}")

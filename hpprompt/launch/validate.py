@@ -6,8 +6,13 @@ splits (empty, missing test set), context length (prompt + template + the longes
 policy's and the task LM's positions), prompts, the run directory and output files.
 """
 import dataclasses
+import json
 import math
 import os
+import socket
+import urllib.parse
+
+from absl import logging
 
 from hpprompt.launch import cli
 from hpprompt.tasks import data
@@ -134,18 +139,105 @@ def prompts(values: tuple[str, ...], tokenizer) -> int:
   return longest
 
 
+def _existing_parent(path: str) -> str:
+  parent = os.path.dirname(os.path.abspath(path))
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  return parent
+
+
 def output_file(path: str | None, flag_name: str = "output") -> None:
-  """A file that can be written (checked before the work whose results it will hold)."""
+  """A file that can be written (checked before the work whose results it will hold): not a
+  directory, under a writable directory with free space (a probe file is written and removed)."""
   if not path:
     return
   if os.path.isdir(path) or path.endswith(("/", os.sep)):
     raise cli.FlagError(flag_name, f"{path} is a directory; give a file name such as "
                         f"{os.path.join(path, 'results.json')}.")
-  parent = os.path.dirname(os.path.abspath(path))
-  while not os.path.exists(parent):
-    parent = os.path.dirname(parent)
+  parent = _existing_parent(path)
   if not os.path.isdir(parent):
     raise cli.FlagError(flag_name, f"{parent} is a file, so {path} cannot be created.")
   target = path if os.path.exists(path) else parent
-  if not os.access(target, os.W_OK):
-    raise cli.FlagError(flag_name, f"{target} is not writable.")
+  if not os.access(target, os.W_OK) or not os.access(parent, os.W_OK | os.X_OK):
+    raise cli.FlagError(flag_name, f"{target if not os.access(target, os.W_OK) else parent} is "
+                        "not writable.")
+  probe = os.path.join(parent, f".{os.path.basename(path)}.{os.getpid()}.probe")
+  try:
+    with open(probe, "wb") as f:
+      f.write(b"\0" * 4096)
+      f.flush()
+      os.fsync(f.fileno())
+  except OSError as e:
+    raise cli.FlagError(flag_name, f"cannot write {path} ({cli.one_line(e)}).") from e
+  finally:
+    if os.path.exists(probe):
+      os.remove(probe)
+
+
+def write_json(path: str, value, flag_name: str = "output", shown=None) -> None:
+  """Writes JSON atomically (a temporary file, then a rename: never a partial or 0-byte file).
+  On failure, prints `shown` (the results, so that the work is not lost) to stdout and raises a
+  FlagError naming the flag."""
+  tmp = f"{path}.tmp"
+  try:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(tmp, "w", encoding="utf-8") as f:
+      json.dump(value, f, indent=2)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except OSError as e:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    if shown is not None:
+      print(json.dumps(shown, indent=1, default=str), flush=True)
+    raise cli.FlagError(flag_name, f"cannot write {path} ({cli.one_line(e)}); the results are "
+                        "printed above.") from e
+
+
+def directory(path: str | None, flag_name: str) -> None:
+  """A directory that exists or can be created (not a file, not under a file)."""
+  if not path:
+    return
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise cli.FlagError(flag_name, f"{path} is a file, not a directory.")
+  parent = _existing_parent(path)
+  if not os.path.isdir(parent):
+    raise cli.FlagError(flag_name, f"{parent} is a file, so {path} cannot be created.")
+
+
+def non_negative(cfg, names) -> None:
+  """FlagError naming the first of cfg's integer fields `names` that is < 0."""
+  for name in names:
+    if getattr(cfg, name) < 0:
+      raise cli.FlagError(name, f"must be >= 0 (0: all), got {getattr(cfg, name)}.")
+
+
+def text(flag_name: str, value: str | None) -> None:
+  """Text from the command line that is valid UTF-8 (not undecodable bytes)."""
+  try:
+    (value or "").encode("utf-8")
+  except UnicodeEncodeError:
+    raise cli.FlagError(flag_name, "is not valid UTF-8 text.") from None
+
+
+def tfds_reachable(name: str, data_dir: str | None, timeout: float = 5.0) -> None:
+  """A tensorflow-datasets set that is not prepared under data_dir must be downloadable: each host
+  it downloads from answers within `timeout` s (offline: one line now, not minutes of retries)."""
+  tfds = data._import_tfds()  # noqa: SLF001
+  level = logging.get_verbosity()
+  logging.set_verbosity(logging.ERROR)     # tfds's notes on half-written folders: not a 2nd line
+  try:
+    builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
+    if builder.is_prepared():
+      return
+  finally:
+    logging.set_verbosity(level)
+  urls = [getattr(builder.builder_config, "data_url", None), *(builder.url_infos or {})]
+  for host in sorted({urllib.parse.urlparse(u).hostname for u in urls if u} - {None}):
+    try:
+      socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError as e:
+      raise ValueError(f"{name} is not prepared under {builder.data_dir} and its download host "
+                       f"{host} cannot be reached ({cli.one_line(e)}); connect to the network or "
+                       "pass --data_dir with a prepared copy.") from e

@@ -37,9 +37,12 @@ def mean_sentence_bleu(outputs: list[str], references: list[str]) -> float:
 
 
 def corpus_perplexity(model, tokenizer, texts: list[str]) -> float:
-  """Token-weighted perplexity of sentences under a causal LM (the evaluator's PPL)."""
+  """Token-weighted perplexity of sentences under a causal LM (the evaluator's PPL); NaN when no
+  sentence has a predicted token (all of one token or empty)."""
   nll, count = perplexity.prompt_nll(model, tokenizer, texts, bos=False)
   ok = np.isfinite(nll) & (count > 0)
+  if not ok.any():
+    return float("nan")    # no sentence has a predicted token: undefined (no NumPy warning)
   lengths = count + 1
   return float(np.exp((lengths[ok] * nll[ok]).sum() / lengths[ok].sum()))
 

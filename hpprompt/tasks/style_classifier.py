@@ -20,6 +20,7 @@ import numpy as np
 from flax import nnx
 
 from hpprompt.metrics import bertscore
+from hpprompt.models.bert import BertClassifier
 from hpprompt.models.tokenizer import Tokenizer
 
 
@@ -159,6 +160,11 @@ class HFStyleClassifier:
   info: dict = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
+    if not isinstance(self.model, BertClassifier) or self.model.config.num_labels < 2:
+      kind = (f"a {self.model.config.num_labels}-label classifier"
+              if isinstance(self.model, BertClassifier) else f"a {type(self.model).__name__}")
+      raise ValueError(f"{kind}, not a sequence classifier with a label per style; give a "
+                       "BERT / RoBERTa ...ForSequenceClassification checkpoint (2 labels).")
     self.graphdef, self.state = nnx.split(self.model)
     self.cls = self.tokenizer.special_id("cls") or self.tokenizer.special_id("bos")
     self.sep = self.tokenizer.special_id("sep") or self.tokenizer.special_id("eos")

@@ -27,15 +27,32 @@ class StyleData:
   lower: bool                # lower-case the outputs
 
 
-def read_lines(path: str, what: str = "file") -> list[str]:
-  """Lines of a UTF-8 text file without the trailing newline; DataError naming the file."""
+def read_lines(path: str, what: str = "file", *, sentences: bool = False) -> list[str]:
+  """Lines of a UTF-8 text file without the trailing newline; DataError naming the file (and the
+  line: bytes that are not UTF-8, a NUL byte; with `sentences`, one sentence per line: no tab)."""
   if not os.path.isfile(path):
     raise DataError(f"{what} {path!r} does not exist.")
-  with open(path, encoding="utf-8") as f:
-    text = f.read()
-  if not text.strip():
+  with open(path, "rb") as f:
+    raw = f.read().replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+  if len(raw) > 1 and raw[-1] == b"":
+    raw.pop()
+  lines = []
+  for number, line in enumerate(raw, 1):
+    try:
+      text = line.decode("utf-8")
+    except UnicodeDecodeError as e:
+      raise DataError(f"{path}:{number}: not UTF-8 text (byte 0x{line[e.start]:02x} at column "
+                      f"{e.start + 1}).") from None
+    if "\0" in text:
+      raise DataError(f"{path}:{number}: holds a NUL byte (column {text.index(chr(0)) + 1}); "
+                      "expected plain text.")
+    if sentences and "\t" in text:
+      raise DataError(f"{path}:{number}: holds a tab; expected one sentence per line, not a "
+                      "TSV with columns.")
+    lines.append(text)
+  if not any(line.strip() for line in lines):
     raise DataError(f"{what} {path!r} is empty.")
-  return text[:-1].split("\n") if text.endswith("\n") else text.split("\n")
+  return lines
 
 
 def _tsv(path: str) -> list[tuple[str, int]]:
@@ -69,7 +86,8 @@ def load(task: str, direction: str, *, dataset_seed: int = 0, train_file: str | 
     data = StyleData(pick(split["train"], src), pick(split["dev"], src),
                      pick(split["test"], src), pick(split["test"], tgt), src, tgt, lower=False)
   if train_file:
-    data = dataclasses.replace(data, train=[s for s in read_lines(train_file, "train_file")
+    data = dataclasses.replace(data, train=[s for s in read_lines(train_file, "train_file",
+                                                                   sentences=True)
                                             if s.strip()])
   return data
 

@@ -37,10 +37,23 @@ class ImageError(ValueError):
 
 
 def _decode(data, name: str) -> np.ndarray:
+  """uint8 RGB of an image file or stream; over Pillow's size limit (a decompression bomb guard)
+  it is refused from its header, before any pixel is decoded."""
   from PIL import Image  # noqa: PLC0415
   from PIL import UnidentifiedImageError  # noqa: PLC0415
+  limit = Image.MAX_IMAGE_PIXELS
   try:
-    with Image.open(data) as image:
+    Image.MAX_IMAGE_PIXELS = None    # checked below, naming the file (Pillow's error does not)
+    try:
+      opened = Image.open(data)
+    finally:
+      Image.MAX_IMAGE_PIXELS = limit
+    with opened as image:
+      width, height = image.size
+      if limit and width * height > limit:
+        raise ImageError(f"{name}: {width} x {height} pixels ({width * height:,}) exceed Pillow's "
+                         f"limit of {limit:,} pixels (PIL.Image.MAX_IMAGE_PIXELS); use a smaller "
+                         "image.")
       return np.asarray(image.convert("RGB"))
   except UnidentifiedImageError as e:
     raise ImageError(f"{name}: not a readable image (unsupported format or corrupt file).") from e
