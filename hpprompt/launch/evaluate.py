@@ -47,7 +47,8 @@ def run(cfg: EvalConfig) -> list[dict]:
                               calibrate=cfg.calibrate, **user_data.fields(cfg))
   spec, splits = fewshot.load_data(few)
   if splits[cfg.split] is None:
-    raise cli.FlagError("split", f"no {cfg.split} set for {cfg.dataset!r} (pass --data_dir).")
+    raise cli.FlagError("split", f"no {cfg.split} set for {cfg.dataset!r} (pass --data_dir; your "
+                        "own data: a test file, or --shots).")
   models = {cfg.task_lm: _load(cfg.task_lm, "task_lm", cfg.dtype)}
   only = {k: (v if k == cfg.split else None) for k, v in splits.items()}
   task = fewshot.load_task(few, sharding.make_mesh(), models, spec, only)

@@ -200,6 +200,8 @@ def check(cfg: GridConfig) -> None:
       flag = "seeds" if cfg.dataset_seed is None else "dataset_seed"
       raise cli.FlagError(flag, f"few-shot split {seed} does not exist (0-4); with seeds beyond "
                           "4 fix the split with --dataset_seed.")
+  for dataset in sorted(set(cfg.datasets) - set(bundled)):   # your own data: read it first
+    fewshot.load_data(_agent_config(cfg, "pin", dataset=dataset, dataset_seed=splits[0]))
   if cfg.steps is not None and cfg.steps < 1:
     raise cli.FlagError("steps", f"must be >= 1, got {cfg.steps}.")
   if cfg.rlprompt_prompts_per_step is not None and cfg.rlprompt_prompts_per_step < 1:
