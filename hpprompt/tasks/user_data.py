@@ -210,6 +210,9 @@ def _tfds_rows(source: str, cfg, data_dir: str | None) -> tuple[dict, tuple | No
   except DataError:
     raise
   except Exception as e:  # noqa: BLE001  (tfds raises many kinds: not found, network, ...)
+    if type(e).__name__ == "DatasetNotFoundError":
+      raise UserDataError(f"{source}: no such tensorflow-datasets set (the catalog: "
+                          "https://www.tensorflow.org/datasets/catalog/overview).") from None
     raise UserDataError(f"{source}: could not load ({type(e).__name__}: "
                         f"{' '.join(str(e).split())[:200]}).") from None
   features = builder.info.features

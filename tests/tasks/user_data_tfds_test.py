@@ -53,5 +53,5 @@ def test_missing_feature_and_unknown_set(data_dir):  # noqa: F811
                      r"\(columns: \['description', 'label', 'title'\]\); name it with "
                      r"--text_key"):
     load("tfds:ag_news_subset", data_dir)
-  with pytest.raises(user_data.UserDataError, match=r"tfds:no_such_set: could not load"):
+  with pytest.raises(user_data.UserDataError, match=r"tfds:no_such_set: no such tensorflow-datasets set"):
     load("tfds:no_such_set", data_dir)
