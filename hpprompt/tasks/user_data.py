@@ -85,7 +85,7 @@ class _Row:
   where: str               # 'file:row' for messages
   text: str
   text_b: str | None
-  label: str
+  label: str | int         # a file's label text, or a tfds ClassLabel index
 
 
 # ---- reading ---------------------------------------------------------------------------------
@@ -111,8 +111,8 @@ def _missing(where: str, key: str, names, flag: str) -> UserDataError:
 
 def _row(where, record: dict, text, pair, label) -> _Row:
   value = record.get(label)
-  value = "" if value is None else str(value).strip()
-  if not value:
+  value = value if isinstance(value, int) else "" if value is None else str(value).strip()
+  if value == "":
     raise UserDataError(f"{where}: missing label.")
   if not str(record.get(text) or "").strip():
     raise UserDataError(f"{where}: empty text.")
@@ -236,7 +236,7 @@ def _tfds_rows(source: str, cfg, data_dir: str | None) -> tuple[dict, tuple | No
       if value < 0:
         raise UserDataError(f"{source}[{tfds_split}]:{i}: missing label ({value}).")
       fields_ = {k: data._text(r[k]) for k in (text, pair) if k is not None}  # noqa: SLF001
-      fields_[label] = class_names[value] if class_names else value
+      fields_[label] = value             # the index: tfds names may look like integers ('1', '2')
       out.append(_row(f"{source}[{tfds_split}]:{i}", fields_, text, pair, label))
     rows[split] = out
   if not rows.get("train"):
@@ -260,7 +260,7 @@ def resolve_classes(train: list[_Row], classes, from_data) -> tuple[tuple[str, .
     return tuple(classes), True
   if from_data:
     return tuple(from_data), True
-  labels = {r.label for r in train}
+  labels = {str(r.label) for r in train}
   if all(_is_int(v) for v in labels):
     return tuple(str(i) for i in range(max(int(v) for v in labels) + 1)), False
   return tuple(sorted(labels)), True
@@ -271,9 +271,11 @@ def to_examples(rows: list[_Row], names: tuple[str, ...], origin: str) -> list[E
   index = {n: i for i, n in enumerate(names)}
   out = []
   for r in rows:
-    label = index.get(r.label)
-    if label is None and _is_int(r.label) and int(r.label) < len(names):
+    label = r.label if isinstance(r.label, int) else index.get(r.label)
+    if isinstance(r.label, str) and label is None and _is_int(r.label):
       label = int(r.label)
+    if label is not None and not 0 <= label < len(names):
+      label = None
     if label is None:
       raise UserDataError(f"{r.where}: label {r.label!r} is not one of the classes {list(names)} "
                           f"({origin}); name every class with --classes.")

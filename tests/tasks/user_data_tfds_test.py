@@ -55,3 +55,11 @@ def test_missing_feature_and_unknown_set(data_dir):  # noqa: F811
     load("tfds:ag_news_subset", data_dir)
   with pytest.raises(user_data.UserDataError, match=r"tfds:no_such_set: no such tensorflow-datasets set"):
     load("tfds:no_such_set", data_dir)
+
+
+def test_label_names_that_look_like_integers(data_dir):  # noqa: F811
+  """yelp_polarity_reviews names its classes '1' and '2': labels stay the feature's indices."""
+  want = data.load_tfds("yelp_polarity_reviews", "test", data_dir=data_dir, download=False)
+  for classes in (None, ("negative", "positive")):
+    spec, splits = load("tfds:yelp_polarity_reviews", data_dir, shots=1, classes=classes)
+    assert spec.classes == (classes or ("1", "2")) and splits["test"] == want
