@@ -21,8 +21,10 @@ from hpprompt.training import sharding
 D = fewshot.FewShotConfig()
 flags.DEFINE_string("method", D.method, "Agent preset: pin, rlprompt, pin-td, pin-v2v3, "
                     "pin-no-fluency, rlprompt-fluency, rlprompt-rb.")
-flags.DEFINE_string("dataset", D.dataset, "Few-shot data set (sst-2, mr, cr, agnews, ...).")
-flags.DEFINE_integer("dataset_seed", D.dataset_seed, "Few-shot split 0-4 (16-100, 16-13, ...).")
+flags.DEFINE_string("dataset", D.dataset, "Few-shot data set (sst-2, mr, cr, agnews, ...), your "
+                    "own data (a CSV/TSV/JSONL file or folder) or tfds:NAME.")
+flags.DEFINE_integer("dataset_seed", D.dataset_seed, "Few-shot split 0-4 (16-100, 16-13, ...); "
+                     "your own data: the --shots draw.")
 flags.DEFINE_string("data_dir", None, "Few-shot data root (default: the bundled copy).")
 flags.DEFINE_string("task_lm", D.task_lm, "Task LM: hub name, local HF dir, or 'smollm2'.")
 flags.DEFINE_string("policy_lm", D.policy_lm, "Policy LM: hub name, local HF dir, or 'smollm2'.")
@@ -39,6 +41,7 @@ flags.DEFINE_string("coordinator_address", None, "jax.distributed coordinator (m
 flags.DEFINE_integer("num_processes", None, "jax.distributed: number of processes.")
 flags.DEFINE_integer("process_id", None, "jax.distributed: this process's id.")
 run_flags.define(D)
+run_flags.define_data()
 run_flags.define_agent()
 FLAGS = flags.FLAGS
 
@@ -50,7 +53,8 @@ def config_from_flags() -> fewshot.FewShotConfig:
       data_dir=FLAGS.data_dir, task_lm=FLAGS.task_lm, policy_lm=FLAGS.policy_lm,
       calibrate=D.calibrate if FLAGS.calibrate is None else FLAGS.calibrate,
       selection=FLAGS.selection, truncate=FLAGS.truncate,
-      agent=agent, source_token=FLAGS.source_token, **run_flags.values())
+      agent=agent, source_token=FLAGS.source_token, **run_flags.values(),
+      **run_flags.data_values())
   if not FLAGS.paper:
     return cfg
   explicit = {name for name in FLAGS if FLAGS[name].present}

@@ -14,9 +14,11 @@ from absl import logging
 
 from hpprompt.launch import cli
 from hpprompt.launch import grid
+from hpprompt.launch import run_flags
 
 D = grid.GridConfig()
-flags.DEFINE_list("datasets", list(D.datasets), "Few-shot data sets.")
+flags.DEFINE_list("datasets", list(D.datasets), "Few-shot data sets, or your own (CSV/TSV/JSONL "
+                  "files or folders, tfds:NAME).")
 flags.DEFINE_list("seeds", [str(s) for s in D.seeds], "Seeds (run seed; also the few-shot split "
                   "unless --dataset_seed is given).")
 flags.DEFINE_list("methods", list(D.methods), f"Methods, of {list(grid.METHODS)}.")
@@ -37,6 +39,7 @@ flags.DEFINE_bool("report_only", False, "Only write the report of the finished c
 flags.DEFINE_bool("report", True, "Write the report of the finished cells into OUT/report.")
 flags.DEFINE_string("readme", None, "Also regenerate this markdown file's report section.")
 flags.DEFINE_string("report_dir", None, "Report directory (default: OUT/report).")
+run_flags.define_data()
 FLAGS = flags.FLAGS
 
 
@@ -54,7 +57,7 @@ def _main():
       data_dir=FLAGS.data_dir, task_lm=FLAGS.task_lm, policy_lm=FLAGS.policy_lm,
       steps=FLAGS.steps, rlprompt_prompts_per_step=FLAGS.rlprompt_prompts_per_step,
       dry_run=FLAGS.dry_run, report_only=FLAGS.report_only, report=FLAGS.report,
-      readme=FLAGS.readme, report_dir=FLAGS.report_dir)
+      readme=FLAGS.readme, report_dir=FLAGS.report_dir, **run_flags.data_values())
   outcome = grid.run(cfg)
   if any(o.startswith("failed") for o in outcome.values()):
     raise SystemExit(1)

@@ -23,8 +23,10 @@ D = soft_prompt.BaselineConfig()
 flags.DEFINE_string("method", D.method, "soft (Lester et al.), infoprompt (Wu et al.) or pez "
                     "(Wen et al.).")
 flags.DEFINE_string("dataset", D.dataset, "Few-shot set (sst-2, mr, ...) or tfds set (glue/sst2, "
-                    "glue/rte, glue/mrpc, glue/cola, ...).")
-flags.DEFINE_integer("dataset_seed", D.dataset_seed, "Few-shot split 0-4; tfds: sampling seed.")
+                    "glue/rte, glue/mrpc, glue/cola, ...), your own data (a CSV/TSV/JSONL file "
+                    "or folder) or tfds:NAME.")
+flags.DEFINE_integer("dataset_seed", D.dataset_seed, "Few-shot split 0-4; tfds, --shots: sampling "
+                     "seed.")
 flags.DEFINE_string("data_dir", None, "Few-shot data root (default: bundled) or tfds data_dir.")
 flags.DEFINE_integer("k_per_class", None, "tfds sets: train (and dev) examples per class.")
 flags.DEFINE_string("task_lm", D.task_lm, "Task LM: hub name, local HF dir, or 'smollm2'.")
@@ -52,6 +54,7 @@ flags.DEFINE_bool("paper", False, "The paper's set-up (hpprompt/launch/paper.py)
                   "architecture. Flags given explicitly still win.")
 flags.DEFINE_float("target_train_acc", D.target_train_acc, "Report the first step reaching it.")
 run_flags.define(D)
+run_flags.define_data()
 FLAGS = flags.FLAGS
 
 _OPTIONS = ("init_scale", "weight_decay", "variational_head", "prompt_generator", "gamma", "beta",
@@ -70,7 +73,7 @@ def config_from_flags() -> soft_prompt.BaselineConfig:
       data_dir=FLAGS.data_dir, k_per_class=FLAGS.k_per_class, task_lm=FLAGS.task_lm,
       prompt_length=FLAGS.prompt_length, init=FLAGS.init, learning_rate=FLAGS.learning_rate,
       options=options, batch_size=FLAGS.batch_size, target_train_acc=FLAGS.target_train_acc,
-      **run_flags.values())
+      **run_flags.values(), **run_flags.data_values())
   if not FLAGS.paper:
     return cfg
   explicit = {name for name in FLAGS if FLAGS[name].present}

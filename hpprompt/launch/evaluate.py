@@ -11,11 +11,12 @@ from hpprompt.launch import validate
 from hpprompt.metrics import perplexity
 from hpprompt.models import hub
 from hpprompt.models.base import CausalLM
+from hpprompt.tasks import user_data
 from hpprompt.training import sharding
 
 
 @dataclasses.dataclass(frozen=True)
-class EvalConfig:
+class EvalConfig(user_data.DataFields):
   prompts: tuple[str, ...]
   dataset: str = "sst-2"
   dataset_seed: int = 0
@@ -41,10 +42,11 @@ def run(cfg: EvalConfig) -> list[dict]:
   few = fewshot.FewShotConfig(dataset=cfg.dataset, dataset_seed=cfg.dataset_seed,
                               data_dir=cfg.data_dir, task_lm=cfg.task_lm, policy_lm=cfg.task_lm,
                               template=cfg.template, verbalizers=cfg.verbalizers, dtype=cfg.dtype,
-                              calibrate=cfg.calibrate)
+                              calibrate=cfg.calibrate, **user_data.fields(cfg))
   spec, splits = fewshot.load_data(few)
   if splits[cfg.split] is None:
-    raise cli.FlagError("split", f"no {cfg.split} set for {cfg.dataset!r} (pass --data_dir).")
+    raise cli.FlagError("split", f"no {cfg.split} set for {cfg.dataset!r} (pass --data_dir; your "
+                        "own data: a test file, or --shots).")
   models = {cfg.task_lm: _load(cfg.task_lm, "task_lm", cfg.dtype)}
   only = {k: (v if k == cfg.split else None) for k, v in splits.items()}
   task = fewshot.load_task(few, sharding.make_mesh(), models, spec, only)

@@ -22,6 +22,7 @@ from hpprompt.models import hub
 from hpprompt.models.base import CausalLM
 from hpprompt.tasks import data
 from hpprompt.tasks import scoring
+from hpprompt.tasks import user_data
 from hpprompt.tasks import verbalizers
 from hpprompt.tasks.classification import ClassificationTask
 from hpprompt.training import sharding
@@ -33,7 +34,7 @@ CPU_AGENT_OVERRIDES = {"prompt_length": 2, "prompts_per_step": 8, "replay_batch"
 
 
 @dataclasses.dataclass(frozen=True)
-class FewShotConfig(run_flags.RunSettings):
+class FewShotConfig(run_flags.RunSettings, user_data.DataFields):
   method: str = "pin"                 # an agent preset: pin, rlprompt, pin-td, rlprompt-rb, ...
   dataset: str = "sst-2"
   dataset_seed: int = 0
@@ -75,8 +76,32 @@ def agent_config(cfg: FewShotConfig) -> AgentConfig:
   return agent_cfg
 
 
+def load_user_data(cfg) -> tuple[data.DatasetSpec, dict]:
+  """Your own data (--dataset=PATH or tfds:NAME, hpprompt.tasks.user_data), errors named."""
+  with cli.flag("dataset_seed"):
+    if cfg.dataset_seed < 0:
+      raise ValueError(f"must be >= 0, got {cfg.dataset_seed}.")
+  try:
+    spec, splits = user_data.load(cfg.dataset, cfg, seed=cfg.dataset_seed, data_dir=cfg.data_dir)
+  except data.DataError as e:
+    raise cli.FlagError(getattr(e, "flag", None) or "dataset", cli.one_line(e)) from e
+  validate.verbalizers(spec, cfg.verbalizers)
+  return spec, splits
+
+
+def refuse_user_fields(cfg) -> None:
+  """FlagError for a user-data setting (--shots, --classes, ...) given with a bundled set."""
+  for name, value in user_data.fields(cfg).items():
+    if value is not None:
+      raise cli.FlagError(name, f"only for your own data (--dataset=PATH or tfds:NAME); "
+                          f"{cfg.dataset!r} is a bundled set with fixed splits.")
+
+
 def load_data(cfg: FewShotConfig) -> tuple[data.DatasetSpec, dict]:
   """The data set's spec and its train / dev / test examples (test None when not available)."""
+  if user_data.is_user(cfg.dataset):
+    return load_user_data(cfg)
+  refuse_user_fields(cfg)
   with cli.flag("dataset"):
     spec = data.get_spec(cfg.dataset)
     if cfg.dataset.startswith("glue/") or "_" in cfg.dataset:

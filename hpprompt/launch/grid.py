@@ -37,6 +37,7 @@ from hpprompt.launch import soft_prompt
 from hpprompt.report import report as report_lib
 from hpprompt.report import runs as runs_lib
 from hpprompt.tasks import data
+from hpprompt.tasks import user_data
 from hpprompt.training.run import Interrupted
 from hpprompt.training.run import saved_steps
 
@@ -61,7 +62,7 @@ LOG = "grid_log.jsonl"
 
 
 @dataclasses.dataclass(frozen=True)
-class GridConfig:
+class GridConfig(user_data.DataFields):     # the user-data fields go to every cell
   datasets: tuple[str, ...] = ("sst-2", "mr", "cr")
   seeds: tuple[int, ...] = (0, 1, 2)
   methods: tuple[str, ...] = METHODS
@@ -92,7 +93,7 @@ class Cell:
 
   @property
   def name(self) -> str:
-    return f"{self.dataset}/{self.method}_seed{self.seed}"
+    return f"{user_data.short_name(self.dataset)}/{self.method}_seed{self.seed}"
 
 
 def fair_steps(reference_steps: int, reference_prompts_per_step: int,
@@ -106,7 +107,8 @@ def fair_steps(reference_steps: int, reference_prompts_per_step: int,
 def _agent_config(cfg: GridConfig, method: str, **kw) -> fewshot.FewShotConfig:
   base = fewshot.FewShotConfig()
   fields = {"method": method, "task_lm": cfg.task_lm, "policy_lm": cfg.policy_lm,
-            "data_dir": cfg.data_dir, "label": method, **cfg.fewshot_fields, **kw}
+            "data_dir": cfg.data_dir, "label": method, **user_data.fields(cfg),
+            **cfg.fewshot_fields, **kw}
   agent = {**base.agent, **fields.pop("agent", {})}
   if method == "rlprompt" and cfg.rlprompt_prompts_per_step is not None:
     agent["prompts_per_step"] = cfg.rlprompt_prompts_per_step
@@ -131,7 +133,7 @@ def _budget(cfg: GridConfig, dataset: str, seed: int, split: int) -> tuple[int, 
 
 def _baseline_config(cfg: GridConfig, method: str, **kw) -> soft_prompt.BaselineConfig:
   fields = {**BASELINES[method], "task_lm": cfg.task_lm, "data_dir": cfg.data_dir, "label": method,
-            **cfg.baseline_fields, **kw}
+            **user_data.fields(cfg), **cfg.baseline_fields, **kw}
   if cfg.steps is not None:
     fields["steps"], fields["epochs"] = cfg.steps, None
   # epochs (infoprompt_released) -> steps now, so that config, estimate and status agree
@@ -143,6 +145,7 @@ def _config(cfg: GridConfig, dataset: str, method: str, seed: int, workdir: str)
   common = {"dataset": dataset, "seed": seed, "dataset_seed": split, "workdir": workdir}
   if method == "manual":
     return manual.ManualConfig(task_lm=cfg.task_lm, data_dir=cfg.data_dir, label=method,
+                               **user_data.fields(cfg),
                                **{k: v for k, v in cfg.fewshot_fields.items()
                                   if k in ("template", "verbalizers", "dtype", "num_devices")},
                                **common)
@@ -160,7 +163,7 @@ def cells(cfg: GridConfig) -> list[Cell]:
   for dataset in cfg.datasets:
     for seed in cfg.seeds:
       for method in cfg.methods:
-        workdir = os.path.join(cfg.out, dataset, f"{method}_seed{seed}")
+        workdir = os.path.join(cfg.out, user_data.short_name(dataset), f"{method}_seed{seed}")
         cell = Cell(dataset, method, seed, workdir, None)
         if cfg.only and not any(fnmatch.fnmatchcase(cell.name, p) for p in cfg.only):
           continue
@@ -181,18 +184,24 @@ def check(cfg: GridConfig) -> None:
       raise cli.FlagError("methods", f"unknown method {method!r}; choose from {list(METHODS)}.")
   few_shot = sorted(k for k in data.DATASETS if "/" not in k and "_" not in k)
   for dataset in cfg.datasets:
-    if dataset not in few_shot:
+    if dataset not in few_shot and not user_data.is_user(dataset):
       raise cli.FlagError("datasets", f"unknown few-shot data set {dataset!r}; choose from "
                           f"{few_shot}.")
     if "manual" in cfg.methods and not manual.bundled_prompts(dataset):
       raise cli.FlagError("datasets", f"no bundled manual prompts for {dataset!r} "
                           f"(hpprompt/data/manual_prompts.tsv); drop 'manual' from --methods.")
+  bundled = [d for d in cfg.datasets if not user_data.is_user(d)]
   splits = cfg.seeds if cfg.dataset_seed is None else (cfg.dataset_seed,)
-  for seed in splits:
+  for name, value in user_data.fields(cfg).items():
+    if bundled and value is not None:
+      raise cli.FlagError(name, f"only for your own data; {bundled[0]!r} is a bundled set.")
+  for seed in splits if bundled else ():     # your own data: any seed draws its --shots
     if seed not in data.SEED_FOLDERS:
       flag = "seeds" if cfg.dataset_seed is None else "dataset_seed"
       raise cli.FlagError(flag, f"few-shot split {seed} does not exist (0-4); with seeds beyond "
                           "4 fix the split with --dataset_seed.")
+  for dataset in sorted(set(cfg.datasets) - set(bundled)):   # your own data: read it first
+    fewshot.load_data(_agent_config(cfg, "pin", dataset=dataset, dataset_seed=splits[0]))
   if cfg.steps is not None and cfg.steps < 1:
     raise cli.FlagError("steps", f"must be >= 1, got {cfg.steps}.")
   if cfg.rlprompt_prompts_per_step is not None and cfg.rlprompt_prompts_per_step < 1:

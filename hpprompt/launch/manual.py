@@ -18,6 +18,7 @@ from hpprompt.launch import cli
 from hpprompt.launch import fewshot
 from hpprompt.launch import run_flags
 from hpprompt.launch import validate
+from hpprompt.tasks import user_data
 from hpprompt.tasks import verbalizers
 from hpprompt.training import sharding
 
@@ -40,7 +41,7 @@ def datasets_with_prompts(path: str | None = None) -> list[str]:
 
 
 @dataclasses.dataclass(frozen=True)
-class ManualConfig(run_flags.RunSettings):
+class ManualConfig(run_flags.RunSettings, user_data.DataFields):
   method: str = "manual"
   dataset: str = "sst-2"
   dataset_seed: int = 0
@@ -70,7 +71,7 @@ def _fewshot_config(cfg: ManualConfig) -> fewshot.FewShotConfig:
                                data_dir=cfg.data_dir, task_lm=cfg.task_lm, policy_lm=cfg.task_lm,
                                template=cfg.template, verbalizers=cfg.verbalizers, dtype=cfg.dtype,
                                calibrate=cfg.calibrate, selection="accuracy",
-                               evaluate_test=cfg.evaluate_test)
+                               evaluate_test=cfg.evaluate_test, **user_data.fields(cfg))
 
 
 def run(cfg: ManualConfig) -> dict:

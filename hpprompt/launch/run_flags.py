@@ -78,6 +78,26 @@ def values() -> dict:
   return out
 
 
+def define_data() -> None:
+  """The flags of your own classification data (hpprompt.tasks.user_data), every classification
+  launcher; `--dataset=PATH` or `--dataset=tfds:NAME[/CONFIG]` turns them on."""
+  flags.DEFINE_list("classes", None, "Your own data: class names in label order (default: the "
+                    "data's; integer labels index them).")
+  flags.DEFINE_integer("shots", None, "Your own data: draw K examples per class for train and K "
+                       "for dev from the training file with --dataset_seed (LM-BFF's k-shot "
+                       "protocol); test: the test file, else dev file, else the rest.")
+  flags.DEFINE_string("text_key", None, "Your own data: text column (default text or sentence); "
+                      "'a,b' for sentence pairs (default text_b when present).")
+  flags.DEFINE_string("label_key", None, "Your own data: label column (default label).")
+
+
+def data_values() -> dict:
+  """The user-data flags' values as config fields (classes as a tuple)."""
+  f = flags.FLAGS
+  return {"classes": tuple(f.classes) if f.classes else None, "shots": f.shots,
+          "text_key": f.text_key, "label_key": f.label_key}
+
+
 # Agent settings every agent launcher exposes (None: the preset's / CPU default's value).
 AGENT_FIELDS = ("prompt_length", "prompts_per_step", "loss", "filter_top_k", "sampling_top_k",
                 "replay_batch", "replay_capacity", "learning_rate", "mlp_hidden")

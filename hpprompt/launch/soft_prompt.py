@@ -43,6 +43,7 @@ from hpprompt.metrics import perplexity
 from hpprompt.models import hub
 from hpprompt.models.base import CausalLM
 from hpprompt.tasks import data
+from hpprompt.tasks import user_data
 from hpprompt.tasks import verbalizers
 from hpprompt.tasks.classification import ClassificationTask
 from hpprompt.training import sharding
@@ -59,7 +60,7 @@ MCC_DATASETS = ("glue/cola",)
 
 
 @dataclasses.dataclass(frozen=True)
-class BaselineConfig(run_flags.RunSettings):
+class BaselineConfig(run_flags.RunSettings, user_data.DataFields):
   method: str = "soft"                # soft | infoprompt | pez
   dataset: str = "sst-2"
   dataset_seed: int = 0
@@ -137,9 +138,15 @@ def _tfds_splits(cfg: BaselineConfig) -> dict:
 
 
 def load_data(cfg: BaselineConfig) -> tuple[data.DatasetSpec, dict]:
+  if user_data.is_user(cfg.dataset) and cfg.k_per_class is not None:
+    raise cli.FlagError("k_per_class", "only for the named tfds sets; with your own data "
+                        "use --shots.")
+  if user_data.is_user(cfg.dataset):
+    return fewshot.load_data(cfg)
   with cli.flag("dataset"):
     spec = data.get_spec(cfg.dataset)
   if cfg.dataset.startswith("glue/") or "_" in cfg.dataset:
+    fewshot.refuse_user_fields(cfg)
     return spec, _tfds_splits(cfg)
   if cfg.k_per_class is not None:
     raise cli.FlagError("k_per_class", f"only for tensorflow-datasets sets; {cfg.dataset!r} is a "

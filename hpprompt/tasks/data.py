@@ -46,6 +46,10 @@ class DatasetSpec:
   # Single-token replacements, tried in order when a paper verbalizer is several tokens of the task
   # tokenizer (`hpprompt.tasks.verbalizers.for_tokenizer`); documented in hpprompt/data/README.md.
   alternatives: tuple[tuple[str, ...], ...] = ()
+  # Your own data (hpprompt.tasks.user_data): the class names, and whether they are words (False:
+  # integer labels without --classes, so the verbalizers must be given).
+  classes: tuple[str, ...] | None = None
+  named: bool = True
 
   @property
   def num_classes(self) -> int:
@@ -95,7 +99,8 @@ DATASETS: dict[str, DatasetSpec] = {s.name: s for s in (
 
 def get_spec(name: str) -> DatasetSpec:
   if name not in DATASETS:
-    raise DataError(f"unknown data set {name!r}; choose one of {sorted(DATASETS)}.")
+    raise DataError(f"unknown data set {name!r}; choose one of {sorted(DATASETS)}, or give your "
+                    "own data: a CSV/TSV/JSONL file or folder, or tfds:NAME.")
   return DATASETS[name]
 
 
@@ -104,20 +109,25 @@ def bundled_root() -> str:
   return str(importlib.resources.files("hpprompt") / "data" / "few_shot")
 
 
-def read_tsv(path: str) -> list[Example]:
-  """RLPrompt TSV: header, text column 'sentence' or 'text', integer 'label'; CSV quoting."""
+def read_utf8(path: str, kind: str = "TSV") -> str:
+  """A data file's text (a leading byte-order mark dropped); DataError with `file:row` otherwise."""
   if not os.path.exists(path):
     raise DataError(f"data file not found: {path}")
   if os.path.isdir(path):
-    raise DataError(f"{path}: a directory, expected a TSV file")
+    raise DataError(f"{path}: a directory, expected a {kind} file")
   with open(path, "rb") as f:
-    raw = f.read()
+    raw = f.read().removeprefix(b"\xef\xbb\xbf")
   try:
-    text = raw.decode("utf-8")
+    return raw.decode("utf-8")
   except UnicodeDecodeError as e:
     row = raw[:e.start].count(b"\n") + 1
     raise DataError(f"{path}:{row}: not UTF-8 (byte 0x{raw[e.start]:02x}); save the file as "
                     "UTF-8") from None
+
+
+def read_tsv(path: str) -> list[Example]:
+  """RLPrompt TSV: header, text column 'sentence' or 'text', integer 'label'; CSV quoting."""
+  text = read_utf8(path)
   try:
     rows = list(csv.reader(io.StringIO(text, newline=""), delimiter="\t"))
   except csv.Error as e:
@@ -205,6 +215,19 @@ def _import_tfds():
   return tfds
 
 
+def tfds_builder(name: str, data_dir: str | None, download: bool):
+  """(tfds module, prepared array_record builder of `name`); prepares it if needed and allowed."""
+  tfds = _import_tfds()
+  builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
+  if not builder.is_prepared():
+    if not download:
+      raise DataError(f"{name} is not prepared under {builder.data_dir}: pass download=True "
+                      "(needs network) or prepare it with file_format='array_record'.")
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+  return tfds, builder
+
+
 def load_tfds(name: str, split: str, *, data_dir: str | None = None, k_per_class: int | None = None,
               seed: int = 0, download: bool = True) -> list[Example]:
   """A classification split read with `tfds.data_source` (array_record, no TensorFlow).
@@ -231,15 +254,8 @@ def load_tfds(name: str, split: str, *, data_dir: str | None = None, k_per_class
   """
   if name not in _TFDS_FIELDS:
     raise DataError(f"unknown tfds data set {name!r}; choose one of {sorted(_TFDS_FIELDS)}.")
-  tfds = _import_tfds()
   fields, pair_field = _TFDS_FIELDS[name]
-  builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
-  if not builder.is_prepared():
-    if not download:
-      raise DataError(f"{name} is not prepared under {builder.data_dir}: pass download=True "
-                      "(needs network) or prepare it with file_format='array_record'.")
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+  tfds, _ = tfds_builder(name, data_dir, download)
   source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
   examples = []
   for i in range(len(source)):

@@ -36,11 +36,23 @@ def _single_tokens(tokenizer: Tokenizer, words) -> bool:
 
 def for_tokenizer(spec: DatasetSpec, tokenizer: Tokenizer) -> tuple[str, ...]:
   """The paper's verbalizers if each is one token of `tokenizer`, else the first of the data set's
-  documented single-token alternatives that is (e.g. yahoo with SmolLM2: ' sports' for 'sports')."""
+  documented single-token alternatives that is (e.g. yahoo with SmolLM2: ' sports' for 'sports').
+  Your own data: the class names with a leading space, each one token, else an error naming the
+  class (`hpprompt.tasks.user_data`)."""
+  if not spec.named:
+    raise TemplateError(f"{spec.name}: the labels are integers, so the classes have no words: give "
+                        "--verbalizers (one token each, in label order, a leading space as "
+                        "'Ġword') or name the classes with --classes.")
   for words in (spec.verbalizers,) + spec.alternatives:
     if _single_tokens(tokenizer, words):
       return words
   bad = [w for w in spec.verbalizers if not _single_tokens(tokenizer, [w])]
+  if spec.classes:
+    name = spec.classes[spec.verbalizers.index(bad[0])]
+    raise TemplateError(f"{spec.name}: class {name!r} (verbalizer {bad[0]!r}) is "
+                        f"{len(tokenizer.encode(bad[0]))} tokens of this task tokenizer; give "
+                        "single-token --verbalizers, one per class in label order (a leading space "
+                        "as 'Ġword').")
   raise TemplateError(f"{spec.name}: verbalizers {bad} are several tokens of this task tokenizer "
                       "and no documented alternative fits; pass single-token --verbalizers (a leading "
                       "space as 'Ġword').")

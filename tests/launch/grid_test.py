@@ -218,7 +218,7 @@ def test_bad_flags_one_line_exit_2(args, flag, tmp_path):
 
 @pytest.mark.parametrize("change, flag", [
     (dict(datasets=("nope",)), "datasets"),
-    (dict(datasets=("trec",)), "datasets"),           # no bundled manual prompts
+    (dict(datasets=("mine.csv",)), "datasets"),       # your own data: no manual prompts
     (dict(seeds=(0, 7)), "seeds"),
     (dict(dataset_seed=9), "dataset_seed"),
     (dict(steps=0), "steps"),
