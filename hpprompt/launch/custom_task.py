@@ -81,7 +81,7 @@ def run(cfg: CustomTaskConfig) -> dict:
       num_samples=cfg.num_samples, inputs_per_step=cfg.inputs_per_step,
       eval_samples=cfg.eval_samples, seed=cfg.seed)
   agent = style_transfer.make_agent(cfg, models, agent_cfg, mesh)
-  run_ = cli.open_run(cfg, {**dataclasses.asdict(cfg), "task": "custom",
+  run_ = cli.open_run(cfg, {**dataclasses.asdict(cfg), "task": f"custom ({os.path.basename(name)})",
                             "agent_config": dataclasses.asdict(agent_cfg)})
   run_.print(f"{cfg.method} with reward {name}: policy {cfg.policy_lm}, task {cfg.task_lm}, "
              f"{len(train)} training / {len(dev)} dev / {len(task.test)} test inputs, "

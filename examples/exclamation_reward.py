@@ -1,0 +1,12 @@
+"""A worked reward for `experiments/custom_task.py`: enthusiastic outputs.
+
+The task LM continues `{prompt} "{input}" "` and its output is cut after its first sentence, so an
+output that ends with "!" is an exclamation. The agent has to find a prompt after which SmolLM2
+answers a Yelp review sentence with an exclamation (examples/README.md has the run).
+"""
+
+
+def reward(prompts: list[str], inputs: list[str], outputs: list[str]) -> list[float]:
+  """1 for an output that ends with an exclamation mark, else 0 (prompts and inputs unused)."""
+  del prompts, inputs
+  return [float(out.rstrip().endswith("!")) for out in outputs]
