@@ -1,8 +1,9 @@
 """A worked reward for `experiments/custom_task.py`: enthusiastic outputs.
 
-The task LM continues `{prompt} "{input}" "` and its output is cut after its first sentence, so an
-output that ends with "!" is an exclamation. The agent has to find a prompt after which SmolLM2
-answers a Yelp review sentence with an exclamation (examples/README.md has the run).
+With `--template="{prompt} {sentence_1}"` the task LM continues `{prompt} {input}` (inputs such as
+"The food was", `examples/exclamation/inputs.txt`), and its output is cut after its first sentence,
+so an output that ends with "!" is an exclamation. The agent has to find a prompt after which
+SmolLM2 finishes the sentences with exclamations (`examples/README.md` has the run).
 """
 
 
