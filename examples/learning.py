@@ -56,7 +56,8 @@ def main(workdir: str) -> None:
         f"{fl['difference']:+.3f}, bootstrap 95% [{fl['bootstrap_95'][0]:+.3f}, "
         f"{fl['bootstrap_95'][1]:+.3f}]; OLS slope {sl['slope']:+.4f}/step, 95% "
         f"[{sl['slope_95'][0]:+.4f}, {sl['slope_95'][1]:+.4f}] (x {gap} steps: "
-        f"{sl['slope'] * gap:+.3f} [{sl['slope_95'][0] * gap:+.3f}, {sl['slope_95'][1] * gap:+.3f}])")
+        f"{sl['slope'] * gap:+.3f} [{sl['slope_95'][0] * gap:+.3f}, "
+        f"{sl['slope_95'][1] * gap:+.3f}])")
 
 
 if __name__ == "__main__":

@@ -74,8 +74,10 @@ def run(cfg: CustomTaskConfig) -> dict:
     mesh = sharding.make_mesh(cfg.num_devices)
   models = style_transfer.load_models(cfg, {"policy_lm": cfg.policy_lm, "task_lm": cfg.task_lm})
   generator = style_transfer.make_generator(cfg, models)
-  with cli.flag("test_inputs" if cfg.test_inputs else "inputs"):
-    generator.check_length([" x" * agent_cfg.prompt_length], train + dev + test)
+  for flag_name, inputs in (("inputs", train), ("dev_inputs", dev), ("test_inputs", test)):
+    with cli.flag(flag_name if getattr(cfg, flag_name) else "inputs"):
+      if inputs:     # a prompt of prompt_length tokens + the longest input + its new tokens
+        generator.check_length([" x" * agent_cfg.prompt_length], inputs)
   task = custom.CustomRewardTask(
       generator, fn, name, train=train, dev=dev, test=test if cfg.evaluate_test else [],
       num_samples=cfg.num_samples, inputs_per_step=cfg.inputs_per_step,

@@ -157,6 +157,7 @@ REWARD = "--reward={F}/rewards.py:"
 FILES = {
     "inputs.txt": "the food was great\nthe staff was rude\nwe will be back\n",
     "empty.txt": "\n  \n",
+    "long.txt": "short one\n" + "good " * 400 + "\n",
     "rewards.py": (GOOD_REWARD + "CALLS = []\n"
                    "def raises_at_2(p, x, o):\n  CALLS.append(1)\n"
                    "  if len(CALLS) == 2:\n    raise KeyError('label')\n  return [1.0] * len(o)\n"
@@ -183,6 +184,8 @@ CASES = [
      "--dev_inputs: /", None),
     ("test_inputs_not_utf8", ["--test_inputs={F}/latin1.txt", REWARD + "score"],
      ("--test_inputs: /", "latin1.txt:2: not UTF-8"), None),
+    ("dev_inputs_too_long", ["--dev_inputs={F}/long.txt", "--dev_limit=0", REWARD + "score"],
+     ("--dev_inputs: ", "exceed the task LM's 512 positions"), None),
     ("num_samples_0", ["--num_samples=0", REWARD + "score"], "--num_samples", None),
     ("inputs_per_step_0", ["--inputs_per_step=0", REWARD + "score"], "--inputs_per_step", None),
     ("top_k_negative", ["--top_k=-1", REWARD + "score"], "--top_k", None),
