@@ -182,7 +182,7 @@ def make_generator(cfg, models: dict, lower: bool = False) -> generation.Generat
 
 
 def make_agent(cfg, models: dict, agent_cfg, mesh) -> PromptAgent:
-  """The prompt agent on `--policy_lm` (causal), after `--source_token` or the LM's document start."""
+  """The agent on `--policy_lm` (causal), after `--source_token` or the LM's document start."""
   lm, tok = models[cfg.policy_lm]
   with cli.flag("policy_lm"):
     if not isinstance(lm, CausalLM):

@@ -154,8 +154,9 @@ class CustomRewardTask:
     """Mean reward of each prompt over the dev inputs x num_samples (fixed key, memoised)."""
     new = [p for p in dict.fromkeys(prompts) if p not in self.validation_memo]
     if new:
+      where = f"at step {self.step} (validation); nothing of step {self.step} was saved"
       _, rewards = self.rewards(new, self.dev, self.num_samples, jax.random.PRNGKey(self.seed + 1),
-                                f"at step {self.step} (validation); nothing of step {self.step} was saved")
+                                where)
       self.validation_memo.update(zip(new, rewards.mean(axis=(1, 2)).tolist()))
     return np.asarray([self.validation_memo[p] for p in prompts])
 
