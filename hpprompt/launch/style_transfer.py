@@ -196,14 +196,30 @@ def _check_outputs_length(cfg, outputs: list[str], models: dict) -> None:
                           f"({name}); expected one output sentence per line.")
 
 
-def build_task(cfg, models: dict, data: style_data.StyleData, workdir: str):
+def make_generator(cfg, models: dict, lower: bool = False) -> generation.Generator:
+  """The task LM (`--task_lm`, causal) with `--template` and `--top_k` sampling."""
   model, tok = models[cfg.task_lm]
   with cli.flag("task_lm"):
     if not isinstance(model, CausalLM):
       raise ValueError(f"{cfg.task_lm!r} is not a causal LM; generation needs one.")
-  with cli.flag("template"):     # checked before the scorers are built (baseline, classifier)
-    gen = generation.Generator(model, tok, template=cfg.template, top_k=cfg.top_k or None,
-                               lower=data.lower, start_token=hub.document_start(cfg.task_lm, tok))
+  with cli.flag("template"):
+    return generation.Generator(model, tok, template=cfg.template, top_k=cfg.top_k or None,
+                                lower=lower, start_token=hub.document_start(cfg.task_lm, tok))
+
+
+def make_agent(cfg, models: dict, agent_cfg, mesh) -> PromptAgent:
+  """The agent on `--policy_lm` (causal), after `--source_token` or the LM's document start."""
+  lm, tok = models[cfg.policy_lm]
+  with cli.flag("policy_lm"):
+    if not isinstance(lm, CausalLM):
+      raise ValueError(f"{cfg.policy_lm!r} is not a causal LM; the policy needs one.")
+  source = cfg.source_token or hub.document_start(cfg.policy_lm, tok)
+  with cli.flag("source_token" if cfg.source_token else "policy_lm"):
+    return PromptAgent(lm, tok, agent_cfg, source_token=source, mesh=mesh)
+
+
+def build_task(cfg, models: dict, data: style_data.StyleData, workdir: str):
+  gen = make_generator(cfg, models, lower=data.lower)  # --template checked before the scorers
   scorer, clf, fluency, info = components(cfg, models, workdir)
   ppl_name = cfg.ppl_lm or cfg.task_lm
   limit = lambda xs, n: xs[:n] if n else xs
@@ -234,13 +250,7 @@ def run(cfg: StyleTransferConfig) -> dict:
   models = load_models(cfg, {"policy_lm": cfg.policy_lm, "task_lm": cfg.task_lm,
                              "content_lm": cfg.content_lm, "ppl_lm": cfg.ppl_lm})
   task, info = build_task(cfg, models, data, cfg.workdir)
-  lm, tok = models[cfg.policy_lm]
-  with cli.flag("policy_lm"):
-    if not isinstance(lm, CausalLM):
-      raise ValueError(f"{cfg.policy_lm!r} is not a causal LM; the policy needs one.")
-  source = cfg.source_token or hub.document_start(cfg.policy_lm, tok)
-  with cli.flag("source_token" if cfg.source_token else "policy_lm"):
-    agent = PromptAgent(lm, tok, agent_cfg, source_token=source, mesh=mesh)
+  agent = make_agent(cfg, models, agent_cfg, mesh)
   run_ = cli.open_run(cfg, {**dataclasses.asdict(cfg),
                             "agent_config": dataclasses.asdict(agent_cfg),
                             "components": info})
