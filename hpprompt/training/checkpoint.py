@@ -4,20 +4,90 @@ Every saved step gets a manifest (`hpprompt_checksums.json`: SHA-256 and size of
 wrote), written after Orbax has finished. A step whose manifest is missing or whose files differ
 from it (truncated, flipped bytes, deleted) is damaged: `restore_latest` moves it aside to
 `checkpoints.damaged/` and falls back to the newest intact step.
+
+A save that fails (a full disk, a read-only directory) raises `SaveError` in one line once Orbax's
+threads are done, after removing the unfinished step; what those threads print meanwhile (hundreds
+of lines of tracebacks) is held back and shown only if the save succeeds after all.
 """
+import contextlib
+import errno
+import glob
 import hashlib
+import io
 import json
+import logging
 import os
 import shutil
+import sys
 
 import jax
 import orbax.checkpoint as ocp
+
+from hpprompt.training.writers import write_file
 
 MANIFEST = "hpprompt_checksums.json"
 
 
 class CheckpointError(ValueError):
   """No intact checkpoint to restore, or a checkpoint that does not belong to this run."""
+
+
+class SaveError(CheckpointError):
+  """A checkpoint could not be written; the unfinished step was removed."""
+
+
+def is_disk_full(e: BaseException) -> bool:
+  """Whether `e` (or an exception it was raised from) reports a full disk (ENOSPC)."""
+  while e is not None:
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+      return True
+    if "No space left on device" in str(e) or "os_error_code='28'" in str(e):
+      return True
+    e = e.__cause__ or e.__context__
+  return False
+
+
+def _reason(e: BaseException) -> str:
+  if is_disk_full(e):
+    return "no space left on device"
+  text = " ".join((f"{e.strerror}: {e.filename}" if isinstance(e, OSError) and e.strerror
+                   else str(e) or type(e).__name__).split())
+  return text if len(text) <= 300 else text[:300] + "..."
+
+
+class _Hold(logging.Filter):
+  """Keeps log records back (each once) instead of letting them through."""
+
+  def __init__(self):
+    super().__init__()
+    self.records: dict[int, logging.LogRecord] = {}
+
+  def filter(self, record):
+    self.records.setdefault(id(record), record)
+    return False
+
+
+@contextlib.contextmanager
+def quiet_threads():
+  """Holds back stderr and log records (Orbax's save threads) while the body runs; shows them
+  afterwards only if the body succeeded."""
+  hold, held_stderr = _Hold(), io.StringIO()
+  targets = [logging.getLogger("absl"), *logging.getLogger().handlers]
+  for target in targets:
+    target.addFilter(hold)
+  stderr, sys.stderr = sys.stderr, held_stderr
+  ok = False
+  try:
+    yield
+    ok = True
+  finally:
+    sys.stderr = stderr
+    for target in targets:
+      target.removeFilter(hold)
+    if ok:
+      stderr.write(held_stderr.getvalue())
+      for record in hold.records.values():
+        logging.getLogger(record.name).handle(record)
 
 
 def _sha256(path: str) -> str:
@@ -40,12 +110,8 @@ def write_manifest(directory: str) -> None:
   record = {name: {"sha256": _sha256(os.path.join(directory, name)),
                    "bytes": os.path.getsize(os.path.join(directory, name))}
             for name in _files(directory)}
-  tmp = os.path.join(directory, MANIFEST + ".tmp")
-  with open(tmp, "w") as f:
-    json.dump(record, f, indent=1, sort_keys=True)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, os.path.join(directory, MANIFEST))
+  write_file(os.path.join(directory, MANIFEST), json.dumps(record, indent=1, sort_keys=True),
+             sync=True)
 
 
 def check_manifest(directory: str) -> str | None:
@@ -90,12 +156,28 @@ class Checkpointer:
     return os.path.join(self.directory, str(step))
 
   def save(self, step: int, trees: dict, meta: dict) -> None:
+    """Saves and waits for the save to finish; SaveError (one line) if it failed."""
     args = {name: ocp.args.StandardSave(tree) for name, tree in trees.items()}
     args["meta"] = ocp.args.JsonSave(meta)
-    self.manager.save(step, args=ocp.args.Composite(**args), force=True)
-    self.manager.wait_until_finished()
-    if self.write:
-      write_manifest(self.step_dir(step))
+    with quiet_threads():
+      try:
+        self.manager.save(step, args=ocp.args.Composite(**args), force=True)
+        self.manager.wait_until_finished()
+        if self.write:
+          write_manifest(self.step_dir(step))
+      except Exception as e:  # noqa: BLE001  (whatever Orbax raised: one line, the step removed)
+        self._discard(step)
+        raise SaveError(f"checkpoint step {step} could not be written to {self.directory} "
+                        f"({_reason(e)})") from e
+
+  def _discard(self, step: int) -> None:
+    """Waits for Orbax's threads, then removes what there is of `step` (it is no checkpoint)."""
+    with contextlib.suppress(Exception):
+      self.manager.wait_until_finished()
+    for path in [self.step_dir(step)] + glob.glob(self.step_dir(step) + ".orbax-checkpoint-tmp*"):
+      shutil.rmtree(path, ignore_errors=True)
+    with contextlib.suppress(Exception):
+      self.manager.reload()
 
   def restore(self, step: int, templates: dict) -> tuple[dict, dict]:
     """Restores the pytrees named in `templates` (arrays or ShapeDtypeStructs) and the metadata."""

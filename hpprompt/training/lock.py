@@ -1,0 +1,194 @@
+"""One process per run directory: `run.lock`, naming the process that holds the directory.
+
+`acquire(directory)` creates `<directory>/run.lock`, holds an exclusive `flock` on it and writes
+the holder's process id, host and process start time into it; a second process gets `LockedError`
+naming the holder. The kernel drops a flock when its process dies (kill -9 included), so a lock
+file whose process is gone (or whose process id now belongs to another process) is stale: the next
+run takes it over. A lock file naming another host is refused: that host's process cannot be
+checked from here. `release` deletes the file, then the directories `acquire` created if they are
+still empty (a run that failed before writing anything leaves nothing behind); launchers release
+at the end of a run, on any error or Ctrl-C (the error boundary) and at exit.
+"""
+import atexit
+import errno
+import fcntl
+import json
+import os
+import socket
+import time
+
+LOCK_NAME = "run.lock"
+
+
+class LockedError(ValueError):
+  """The directory is held by another live process (or by a process on another host)."""
+
+
+def process_start(pid: int) -> int | None:
+  """The start time of process `pid` in clock ticks since boot (Linux), None where unknown."""
+  try:
+    with open(f"/proc/{pid}/stat") as f:
+      fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[19])     # field 22 of stat(5); the fields after ')' start at field 3
+  except (OSError, IndexError, ValueError):
+    return None
+
+
+def is_alive(pid: int, start: int | None = None) -> bool:
+  """Whether process `pid` runs (and, with `start`, is the process that started then)."""
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:     # it exists, owned by another user
+    pass
+  now = process_start(pid)
+  return start is None or now is None or now == start
+
+
+def describe(holder: dict) -> str:
+  """'process PID on host HOST, since TIME' of a lock file's record."""
+  started = holder.get("time")
+  when = f", since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(started))}" if started else ""
+  return f"process {holder.get('pid', '?')} on host {holder.get('host', '?')}{when}"
+
+
+class RunLock:
+  """The lock of one directory held by this process."""
+
+  def __init__(self, directory: str, fd: int, created: list[str], took_over: dict | None):
+    self.directory = directory
+    self.path = os.path.join(directory, LOCK_NAME)
+    self.fd = fd
+    self.created = created           # directories acquire made, outermost first
+    self.took_over = took_over       # the stale holder's record, if there was one
+
+  def release(self) -> None:
+    for key in [k for k, v in _HELD.items() if v is self]:
+      del _HELD[key]
+    if self.fd is None:
+      return
+    try:
+      if os.path.exists(self.path) and os.stat(self.path).st_ino == os.fstat(self.fd).st_ino:
+        os.unlink(self.path)
+    except OSError:
+      pass
+    os.close(self.fd)
+    self.fd = None
+    _undo(self.created)
+
+
+_HELD: dict[str, RunLock] = {}
+
+
+def _read(fd: int) -> dict:
+  os.lseek(fd, 0, os.SEEK_SET)
+  data = b""
+  while chunk := os.read(fd, 4096):
+    data += chunk
+  try:
+    record = json.loads(data.decode("utf-8"))
+  except (UnicodeDecodeError, ValueError):
+    return {}
+  return record if isinstance(record, dict) else {}
+
+
+def _open(path: str) -> int:
+  try:
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+  except OSError as e:
+    if e.errno == errno.ELOOP:
+      raise LockedError(f"{path} is a symbolic link; remove it (a run writes its own lock file)."
+                        ) from e
+    raise
+
+
+def acquire(directory: str) -> RunLock:
+  """Holds `directory` for this process (creating it); LockedError if another process does.
+
+  Acquiring a directory this process already holds returns the same lock."""
+  held = _HELD.get(os.path.realpath(directory))
+  if held is not None:
+    return held
+  created, parent = [], os.path.abspath(directory)
+  while not os.path.exists(parent):
+    created.insert(0, parent)
+    parent = os.path.dirname(parent)
+  os.makedirs(directory, exist_ok=True)
+  path = os.path.join(directory, LOCK_NAME)
+  me = {"pid": os.getpid(), "host": socket.gethostname(), "start": process_start(os.getpid())}
+  for _ in range(100):        # retried only while the file is replaced under us
+    fd = _open(path)
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      mine = _held_by_inode(os.fstat(fd))
+      if mine is not None:    # this process holds it under another path (a moved directory)
+        os.close(fd)
+        _HELD[os.path.realpath(directory)] = mine
+        return mine
+      holder = _read(fd)
+      os.close(fd)
+      _undo(created)
+      raise LockedError(f"{directory} is in use by {describe(holder)} (lock file {path}); wait "
+                        "for that run to end or choose another --workdir.") from None
+    try:
+      same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+      same = False
+    if not same:              # released (and deleted) by its holder between open and flock
+      os.close(fd)
+      continue
+    holder = _read(fd)
+    mine = holder.get("pid") == me["pid"] and holder.get("host") == me["host"]
+    if holder and not mine:
+      if holder.get("host") != me["host"] or is_alive(int(holder.get("pid", -1)),
+                                                       holder.get("start")):
+        os.close(fd)
+        _undo(created)
+        raise LockedError(f"{directory} is in use by {describe(holder)} (lock file {path}); if "
+                          "that run is no longer running, delete the lock file.")
+    record = {**me, "time": time.time()}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, (json.dumps(record) + "\n").encode("utf-8"), 0)
+    lock = RunLock(directory, fd, created, holder or None)
+    _HELD[os.path.realpath(directory)] = lock
+    return lock
+  raise LockedError(f"{path} keeps being replaced by another process; choose another --workdir.")
+
+
+def _held_by_inode(stat: os.stat_result) -> RunLock | None:
+  for lock in _HELD.values():
+    held = os.fstat(lock.fd)
+    if (held.st_dev, held.st_ino) == (stat.st_dev, stat.st_ino):
+      return lock
+  return None
+
+
+def _undo(created: list[str]) -> None:
+  for directory in reversed(created):
+    try:
+      os.rmdir(directory)
+    except OSError:
+      break
+
+
+def holds(directory: str) -> bool:
+  """Whether this process holds `directory`."""
+  return os.path.realpath(directory) in _HELD
+
+
+def release(directory: str) -> None:
+  """Releases this process's lock of `directory` (nothing if it holds none)."""
+  held = _HELD.get(os.path.realpath(directory))
+  if held is not None:
+    held.release()
+
+
+def release_all() -> None:
+  """Releases every lock this process holds (the error boundary and exit call this)."""
+  for lock in list(_HELD.values()):
+    lock.release()
+
+
+atexit.register(release_all)
