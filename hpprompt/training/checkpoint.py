@@ -19,6 +19,8 @@ import logging
 import os
 import shutil
 import sys
+import threading
+import time
 
 import jax
 import orbax.checkpoint as ocp
@@ -65,6 +67,34 @@ class _Hold(logging.Filter):
   def filter(self, record):
     self.records.setdefault(id(record), record)
     return False
+
+
+# Threads that Orbax starts at a first save and keeps (not to be waited for).
+_LASTING_THREADS = ("metadata_store", "ThreadPoolExecutor")
+
+
+class _DropUnretrieved(logging.Filter):
+  def filter(self, record):
+    return "exception was never retrieved" not in record.getMessage()
+
+
+def _drop_late_errors() -> None:
+  """Silences what a failed save's leftovers report later, when they are garbage-collected or
+  their TensorStore callbacks complete: asyncio's 'Task exception was never retrieved' and the
+  'Event loop is closed' errors of callbacks into Orbax's closed event loop."""
+  asyncio_logger = logging.getLogger("asyncio")
+  if not any(isinstance(f, _DropUnretrieved) for f in asyncio_logger.filters):
+    asyncio_logger.addFilter(_DropUnretrieved())
+  previous = sys.unraisablehook
+  if getattr(previous, "drops_closed_loop", False):
+    return
+
+  def hook(unraisable):
+    if not (isinstance(unraisable.exc_value, RuntimeError)
+            and str(unraisable.exc_value) == "Event loop is closed"):
+      previous(unraisable)
+  hook.drops_closed_loop = True
+  sys.unraisablehook = hook
 
 
 @contextlib.contextmanager
@@ -159,6 +189,7 @@ class Checkpointer:
     """Saves and waits for the save to finish; SaveError (one line) if it failed."""
     args = {name: ocp.args.StandardSave(tree) for name, tree in trees.items()}
     args["meta"] = ocp.args.JsonSave(meta)
+    threads = set(threading.enumerate())
     with quiet_threads():
       try:
         self.manager.save(step, args=ocp.args.Composite(**args), force=True)
@@ -166,14 +197,22 @@ class Checkpointer:
         if self.write:
           write_manifest(self.step_dir(step))
       except Exception as e:  # noqa: BLE001  (whatever Orbax raised: one line, the step removed)
-        self._discard(step)
+        self._discard(step, threads)
         raise SaveError(f"checkpoint step {step} could not be written to {self.directory} "
                         f"({_reason(e)})") from e
 
-  def _discard(self, step: int) -> None:
-    """Waits for Orbax's threads, then removes what there is of `step` (it is no checkpoint)."""
+  def _discard(self, step: int, threads: set, timeout: float = 60.0) -> None:
+    """After a failed save: waits for the threads Orbax started (they go on after the first error
+    and may still write), then removes what there is of `step` (it is no checkpoint)."""
     with contextlib.suppress(Exception):
       self.manager.wait_until_finished()
+    end = time.monotonic() + timeout
+    for thread in set(threading.enumerate()) - threads:
+      if thread.name.startswith(_LASTING_THREADS):
+        continue
+      with contextlib.suppress(Exception):     # Orbax's threads re-raise their error on join
+        threading.Thread.join(thread, max(0.0, end - time.monotonic()))
+    _drop_late_errors()
     for path in [self.step_dir(step)] + glob.glob(self.step_dir(step) + ".orbax-checkpoint-tmp*"):
       shutil.rmtree(path, ignore_errors=True)
     with contextlib.suppress(Exception):
