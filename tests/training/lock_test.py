@@ -126,3 +126,31 @@ def test_check_workdir_locks_and_unlocks_on_a_refusal(tmp_path):
                           "run.check_workdir(sys.argv[1], False, lock=True)", str(tmp_path / "w")],
                          cwd=REPO, capture_output=True, text=True, timeout=120)
   assert other.returncode == 1 and f"in use by process {os.getpid()}" in other.stderr
+
+
+@pytest.mark.parametrize("ending,code", [("return", None), ("error", 2), ("ctrl_c_saved", 130),
+                                         ("ctrl_c_abort", "KeyboardInterrupt")])
+def test_error_boundary_releases_the_run_directory(tmp_path, ending, code):
+  """However the launcher ends (normally, an error, Ctrl-C after saving, a second Ctrl-C), the
+  boundary releases what it held: the lock file is gone, and so is the directory it created."""
+  from hpprompt.launch import cli  # noqa: PLC0415
+
+  def launcher():
+    run_lib.check_workdir(str(tmp_path / "w"), resume=False, lock=True)
+    assert (tmp_path / "w" / lock.LOCK_NAME).exists()
+    if ending == "error":
+      raise ValueError("bad value")
+    if ending == "ctrl_c_saved":
+      raise run_lib.Interrupted()
+    if ending == "ctrl_c_abort":
+      raise KeyboardInterrupt
+  if code is None:
+    cli.run_main(launcher)
+  elif code == "KeyboardInterrupt":
+    with pytest.raises(KeyboardInterrupt):
+      cli.run_main(launcher)
+  else:
+    with pytest.raises(SystemExit) as e:
+      cli.run_main(launcher)
+    assert e.value.code == code
+  assert not (tmp_path / "w").exists() and not lock.holds(str(tmp_path / "w"))
