@@ -48,6 +48,8 @@ def is_alive(pid: int, start: int | None = None) -> bool:
 
 def describe(holder: dict) -> str:
   """'process PID on host HOST, since TIME' of a lock file's record."""
+  if not holder:
+    return "another process (starting)"
   started = holder.get("time")
   when = f", since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(started))}" if started else ""
   return f"process {holder.get('pid', '?')} on host {holder.get('host', '?')}{when}"
@@ -95,7 +97,7 @@ def _read(fd: int) -> dict:
 
 def _open(path: str) -> int:
   try:
-    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
   except OSError as e:
     if e.errno == errno.ELOOP:
       raise LockedError(f"{path} is a symbolic link; remove it (a run writes its own lock file)."
@@ -117,44 +119,53 @@ def acquire(directory: str) -> RunLock:
   os.makedirs(directory, exist_ok=True)
   path = os.path.join(directory, LOCK_NAME)
   me = {"pid": os.getpid(), "host": socket.gethostname(), "start": process_start(os.getpid())}
-  for _ in range(100):        # retried only while the file is replaced under us
-    fd = _open(path)
-    try:
-      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      mine = _held_by_inode(os.fstat(fd))
-      if mine is not None:    # this process holds it under another path (a moved directory)
+  try:
+    for _ in range(100):      # retried only while the file is replaced under us
+      fd = _open(path)
+      try:
+        lock = _take(directory, path, fd, me, created)
+      except BaseException:
         os.close(fd)
-        _HELD[os.path.realpath(directory)] = mine
-        return mine
-      holder = _read(fd)
+        raise
+      if lock is not None:
+        _HELD[os.path.realpath(directory)] = lock
+        return lock
       os.close(fd)
-      _undo(created)
-      raise LockedError(f"{directory} is in use by {describe(holder)} (lock file {path}); wait "
-                        "for that run to end or choose another --workdir.") from None
-    try:
-      same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
-    except FileNotFoundError:
-      same = False
-    if not same:              # released (and deleted) by its holder between open and flock
+    raise LockedError(f"{path} keeps being replaced by another process; choose another "
+                      "--workdir.")
+  except BaseException:
+    _undo(created)
+    raise
+
+
+def _take(directory: str, path: str, fd: int, me: dict, created: list) -> "RunLock | None":
+  """The lock through `fd` (an open lock file), None if the file was replaced meanwhile."""
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except BlockingIOError:
+    mine = _held_by_inode(os.fstat(fd))
+    if mine is not None:      # this process holds it under another path (a moved directory)
       os.close(fd)
-      continue
-    holder = _read(fd)
-    mine = holder.get("pid") == me["pid"] and holder.get("host") == me["host"]
-    if holder and not mine:
-      if holder.get("host") != me["host"] or is_alive(int(holder.get("pid", -1)),
-                                                       holder.get("start")):
-        os.close(fd)
-        _undo(created)
-        raise LockedError(f"{directory} is in use by {describe(holder)} (lock file {path}); if "
-                          "that run is no longer running, delete the lock file.")
-    record = {**me, "time": time.time()}
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, (json.dumps(record) + "\n").encode("utf-8"), 0)
-    lock = RunLock(directory, fd, created, holder or None)
-    _HELD[os.path.realpath(directory)] = lock
-    return lock
-  raise LockedError(f"{path} keeps being replaced by another process; choose another --workdir.")
+      return mine
+    raise LockedError(f"{directory} is in use by {describe(_read(fd))} (lock file {path}); wait "
+                      "for that run to end or choose another --workdir.") from None
+  try:
+    if os.stat(path, follow_symlinks=False).st_ino != os.fstat(fd).st_ino:
+      return None             # released (and deleted) by its holder between open and flock
+  except FileNotFoundError:
+    return None
+  holder = _read(fd)
+  pid = holder.get("pid")
+  if not isinstance(pid, int) or pid <= 0:
+    holder = {}               # not a lock record: nothing to respect
+  elif (pid, holder.get("host")) == (me["pid"], me["host"]):
+    holder = {}               # an earlier process with this id (this one holds no such lock)
+  elif holder.get("host") != me["host"] or is_alive(pid, holder.get("start")):
+    raise LockedError(f"{directory} is in use by {describe(holder)} (lock file {path}); if that "
+                      "run is no longer running, delete the lock file.")
+  os.ftruncate(fd, 0)
+  os.pwrite(fd, (json.dumps({**me, "time": time.time()}) + "\n").encode("utf-8"), 0)
+  return RunLock(directory, fd, created, holder or None)
 
 
 def _held_by_inode(stat: os.stat_result) -> RunLock | None:

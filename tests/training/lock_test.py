@@ -154,3 +154,13 @@ def test_error_boundary_releases_the_run_directory(tmp_path, ending, code):
       cli.run_main(launcher)
     assert e.value.code == code
   assert not (tmp_path / "w").exists() and not lock.holds(str(tmp_path / "w"))
+
+
+@pytest.mark.parametrize("content", ["", "not json", '{"pid": -1}', '{"pid": 0, "host": "x"}',
+                                     '{"pid": "12"}', "[1, 2]"])
+def test_unreadable_lock_file_is_taken_over(tmp_path, content):
+  os.makedirs(tmp_path / "w")
+  (tmp_path / "w" / lock.LOCK_NAME).write_text(content)
+  held = lock.acquire(tmp_path / "w")
+  assert held.took_over is None
+  assert json.loads(open(held.path).read())["pid"] == os.getpid()
