@@ -24,13 +24,21 @@ class LockedError(ValueError):
   """The directory is held by another live process (or by a process on another host)."""
 
 
-def process_start(pid: int) -> int | None:
-  """The start time of process `pid` in clock ticks since boot (Linux), None where unknown."""
+def _stat_fields(pid: int) -> list[str] | None:
+  """Fields 3... of /proc/PID/stat (Linux; the name before them may hold spaces), None if none."""
   try:
     with open(f"/proc/{pid}/stat") as f:
-      fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[19])     # field 22 of stat(5); the fields after ')' start at field 3
-  except (OSError, IndexError, ValueError):
+      return f.read().rsplit(")", 1)[1].split()
+  except (OSError, IndexError):
+    return None
+
+
+def process_start(pid: int) -> int | None:
+  """The start time of process `pid` in clock ticks since boot (Linux), None where unknown."""
+  fields = _stat_fields(pid)
+  try:
+    return int(fields[19])     # field 22 of stat(5)
+  except (TypeError, IndexError, ValueError):
     return None
 
 
@@ -42,6 +50,9 @@ def is_alive(pid: int, start: int | None = None) -> bool:
     return False
   except PermissionError:     # it exists, owned by another user
     pass
+  fields = _stat_fields(pid)
+  if fields and fields[0] == "Z":   # ended, not yet reaped by its parent
+    return False
   now = process_start(pid)
   return start is None or now is None or now == start
 

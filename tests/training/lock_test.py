@@ -4,6 +4,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -164,3 +165,13 @@ def test_unreadable_lock_file_is_taken_over(tmp_path, content):
   held = lock.acquire(tmp_path / "w")
   assert held.took_over is None
   assert json.loads(open(held.path).read())["pid"] == os.getpid()
+
+
+def test_an_ended_process_not_yet_reaped_is_not_alive():
+  proc = subprocess.Popen([sys.executable, "-c", "pass"])
+  deadline = time.time() + 60
+  while lock._stat_fields(proc.pid)[0] != "Z":            # noqa: SLF001
+    assert time.time() < deadline
+    time.sleep(0.05)
+  assert not lock.is_alive(proc.pid)
+  proc.wait()
