@@ -1,9 +1,9 @@
-"""Run bookkeeping shared by every launcher: config, metrics file, progress line, checkpoints, prompts.
+"""Run bookkeeping shared by every launcher: config, metrics, progress line, checkpoints, prompts.
 
 A run directory holds `config.json` (everything needed to reproduce it), `metrics.jsonl` (one JSON
-record per logged step), `checkpoints/` (Orbax), `prompts.csv` (best prompts by validation score) and
-`results.json` (final evaluation). Resuming truncates `metrics.jsonl` to the restored step, so a resumed
-run's files equal an uninterrupted run's.
+record per logged step), `checkpoints/` (Orbax), `prompts.csv` (best prompts by validation score)
+and `results.json` (final evaluation). Resuming truncates `metrics.jsonl` to the restored step, so a
+resumed run's files equal an uninterrupted run's.
 
 A run is identified by the `run_id` in its config.json (also stored in every checkpoint), not by its
 path: a moved or copied directory resumes. A directory without a finished checkpoint is a run that
@@ -320,14 +320,15 @@ class Run:
 
   def train_seconds(self) -> float:
     """Seconds of training so far, over every process that resumed this run: the time up to the
-    restored checkpoint (steps redone after a crash count once) plus this process's since `restore`."""
+    restored checkpoint (steps redone after a crash count once) plus this process's since
+    `restore`."""
     return self._seconds_before + time.time() - self._segment_start
 
   def maybe_save(self, step: int, trees: dict, extra: dict | None = None) -> None:
     if step % self.checkpoint_every == 0 or step == self.total_steps:
       self.save(step, trees, extra)
 
-  # ---- metrics and progress ------------------------------------------------------------------------
+  # ---- metrics and progress ----------------------------------------------------------------------
 
   def _truncate_metrics(self, step: int) -> None:
     if not self.main or not os.path.exists(self.metrics_path):

@@ -1,4 +1,4 @@
-"""A disk that fills up during a run (a real 2 MiB tmpfs; needs root to mount it, skipped otherwise):
+"""A disk that fills up during a run (a real 2 MiB tmpfs; needs root to mount it, else skipped):
 few-shot, soft prompt, style transfer and textual inversion each stop with one line and exit 2
 naming the full disk and the last good checkpoint, which stays intact; nothing of Orbax's threads
 reaches the terminal. (The same path without a mount: tests/training/save_error_test.py.)"""
