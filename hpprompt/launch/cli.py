@@ -2,10 +2,11 @@
 
 `run_main(fn, *args)` calls fn and turns every error a user can cause (flags, files, models, data,
 disk, context length, a run that went non-finite) into one line on stderr and exit 2; Ctrl-C after
-the run saved exits 130; any other exception is one line too (exit 1). `--debug` (a flag every
-launcher that imports this module gets) or HPPROMPT_DEBUG=1 shows the full traceback instead.
-`parse_flags` (pass it as `app.run(main, flags_parser=cli.parse_flags)`) does the same for flag
-syntax errors (`--steps=abc`, unknown flags).
+the run saved exits 130; any other exception is one line too (exit 1). Whatever ends the launcher,
+the run directories it held (`run.lock`, taken by `check_run_dir` / `hold_dir`) are released.
+`--debug` (a flag every launcher that imports this module gets) or HPPROMPT_DEBUG=1 shows the full
+traceback instead. `parse_flags` (pass it as `app.run(main, flags_parser=cli.parse_flags)`) does
+the same for flag syntax errors (`--steps=abc`, unknown flags).
 """
 import contextlib
 import json
@@ -17,12 +18,15 @@ from absl import flags as absl_flags
 from hpprompt.models.convert.core import ConversionError
 from hpprompt.tasks.data import DataError
 from hpprompt.tasks.templates import TemplateError
+from hpprompt.training import lock as lock_lib
 from hpprompt.training.checkpoint import CheckpointError
 from hpprompt.training.run import Interrupted
 from hpprompt.training.run import NonFiniteError
 from hpprompt.training.run import Run
 from hpprompt.training.run import RunError
 from hpprompt.training.run import check_workdir
+from hpprompt.training.sharding import is_main_process
+from hpprompt.training.writers import check_no_file_links
 
 USER_ERRORS = (ConversionError, DataError, TemplateError, CheckpointError, ValueError,
                FileNotFoundError, ImportError, OSError, UnicodeError)
@@ -100,6 +104,8 @@ def run_main(fn, *args, **kwargs):
     message, code = error_line(e)
     _print_error(message)
     sys.exit(code)
+  finally:
+    lock_lib.release_all()
 
 
 def _print_error(message: str) -> None:
@@ -148,6 +154,24 @@ def check_run_dir(cfg) -> None:
     raise FlagError("label", f"must be a non-empty single line without '|' or '`' (it names the "
                     f"run in the report's markdown tables), got {label!r}.")
   try:
-    check_workdir(cfg.workdir, cfg.resume)
+    check_workdir(cfg.workdir, cfg.resume, cfg.steps, lock=is_main_process())
   except RunError as e:
     raise FlagError(e.flag, one_line(e)) from e
+
+
+def hold_dir(path: str, flag_name: str) -> None:
+  """Holds an output directory that is not itself a run (the results grid's --out, textual
+  inversion's top --workdir) for this process, as `check_run_dir` does a run's: FlagError naming
+  the process that holds it, or a symbolic link to a file in it."""
+  if not is_main_process():
+    return
+  with flag(flag_name):
+    held = lock_lib.acquire(path)
+    if held.took_over:
+      print(f"note: {path} was locked by {lock_lib.describe(held.took_over)}, which is no longer "
+            "running; taking it over.", flush=True)
+    try:
+      check_no_file_links(path)
+    except ValueError:
+      lock_lib.release(path)
+      raise

@@ -359,6 +359,7 @@ def run(cfg: GridConfig, print_fn=print) -> dict:
     print_fn(f"[grid] report of {len(finished)} finished cells (of {len(grid)}): "
              f"{os.path.join(cfg.report_dir or os.path.join(cfg.out, 'report'), 'report.md')}")
     return {c.name: status(c.workdir) for c in grid}
+  cli.hold_dir(cfg.out, "out")          # one grid per --out at a time
   outcome = {}
   for i, cell in enumerate(grid, 1):
     state = status(cell.workdir)

@@ -6,8 +6,14 @@ error over seeds of every test metric (results.json), the best prompt over seeds
 score) with its perplexity, steps and training time; then one row per run with the raw values.
 With several tasks, a summary comes first: each method's primary test metric per task (mean ± s.e.
 over seeds, in %), their mean over tasks, and the median perplexity of its runs' best prompts.
+
+Text from the runs' files (task, method, label, LM names, metric keys, prompts, directory names)
+goes into the markdown escaped (`md_text`, `md_code`): on one line, with `|`, backquotes and HTML
+tags escaped. Files are written with `writers.write_file` (a symbolic link
+planted at report.md or a figure is replaced, not followed).
 """
 import dataclasses
+import io
 import json
 import os
 import re
@@ -16,6 +22,7 @@ import numpy as np
 
 from hpprompt.report import figures
 from hpprompt.report import runs as runs_lib
+from hpprompt.training.writers import write_file
 
 BEGIN = "<!-- report:begin"
 END = "<!-- report:end -->"
@@ -42,11 +49,31 @@ def fmt_seconds(value) -> str:
   return f"{value:.0f} s" if value < 120 else f"{value / 60:.1f} min"
 
 
+_MD_ESCAPE = str.maketrans({c: "\\" + c for c in "\\|`<>"})
+
+
+def md_text(value) -> str:
+  """`value` as inline markdown text on one line (newlines and tabs become spaces: no heading or
+  table row can start), with `\\`, `|` (a table's cell separator), backquotes (code spans) and
+  `<`, `>` (HTML tags) backslash-escaped."""
+  return " ".join(str(value).split()).translate(_MD_ESCAPE)
+
+
+def md_code(value) -> str:
+  """`value` as a markdown code span on one line (line breaks become spaces; other spaces stay):
+  fenced by more backquotes than it holds in a row, `|` escaped (GitHub tables split cells at a
+  bare `|`, also inside code spans)."""
+  text = re.sub(r"[\r\n]+", " ", str(value)).replace("|", "\\|")
+  longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+  fence = "`" * (longest + 1)
+  pad = " " if text.startswith(("`", " ")) or text.endswith(("`", " ")) or not text else ""
+  return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def fmt_prompt(prompt) -> str:
   if prompt is None:
     return "—"
-  text = json.dumps(prompt, ensure_ascii=False).replace("|", "\\|")
-  return f"`` {text} ``" if "`" in text else f"`{text}`"
+  return md_code(json.dumps(prompt, ensure_ascii=False))
 
 
 def slug(text: str) -> str:
@@ -55,7 +82,7 @@ def slug(text: str) -> str:
 
 def _table(header: list[str], rows: list[list[str]], text_columns: set) -> list[str]:
   align = ["---" if h in text_columns else "---:" for h in header]
-  return ["| " + " | ".join(r) + " |" for r in [header, align] + rows]
+  return ["| " + " | ".join(r) + " |" for r in [[md_text(h) for h in header], align] + rows]
 
 
 def _best_run(group: list[runs_lib.RunData]) -> runs_lib.RunData:
@@ -94,14 +121,14 @@ def fmt_first_last(group: list[runs_lib.RunData], key: str = "train_acc") -> str
 
 def _section_markdown(section: Section, level: int, image_dir: str) -> list[str]:
   h = "#" * level
-  out = [f"{h} {section.task}", ""]
+  out = [f"{h} {md_text(section.task)}", ""]
   header = ["method", "LMs", "seeds"] + section.metrics + ["best prompt", "perplexity", "steps",
                                                           TRAIN_ACC_HEADER, "train time"]
   rows = []
   for method, group in section.groups.items():
     best = _best_run(group)
     lms = ", ".join(dict.fromkeys(v for r in group for v in r.lms.values()))
-    rows.append([method, lms, ", ".join(str(r.seed) for r in group)]
+    rows.append([md_text(method), md_text(lms), md_text(", ".join(str(r.seed) for r in group))]
                 + [fmt_mean_se([r.test_metrics[m] for r in group if m in r.test_metrics])
                    if any(m in r.test_metrics for r in group) else "—" for m in section.metrics]
                 + [fmt_prompt(best.best_prompt), fmt_perplexity(best.perplexity),
@@ -120,7 +147,8 @@ def _section_markdown(section: Section, level: int, image_dir: str) -> list[str]
   for method, group in section.groups.items():
     for r in group:
       tflop = r.total("reward_flops")
-      rows.append([f"`{r.name}`", method, str(r.seed), r.validation_metric or "—"]
+      rows.append([md_code(r.name), md_text(method), md_text(r.seed),
+                   md_text(r.validation_metric or "—")]
                   + [fmt(r.test_metrics.get(m)) for m in section.metrics]
                   + [fmt_prompt(r.best_prompt), fmt_perplexity(r.perplexity), str(r.steps)]
                   + [fmt(tflop / 1e12 if tflop else None, 1)] * flops
@@ -153,7 +181,8 @@ def summary_markdown(sections: list[Section], level: int) -> list[str]:
       perplexities += [r.perplexity for r in s.groups.get(method, []) if r.perplexity is not None]
     mean = f"{sum(means) / len(means):.1f}" if len(means) == len(tasks) else "—"
     median = fmt_perplexity(float(np.median(perplexities))) if perplexities else "—"
-    rows.append([method] + cells + [mean, "/".join(str(n) for n in sorted(seeds)), median])
+    rows.append([md_text(method)] + cells + [mean, "/".join(str(n) for n in sorted(seeds)),
+                                             median])
   h = "#" * level
   return ([f"{h} all tasks", "", "Primary test metric in %: mean ± standard error over seeds "
            "(seeds: runs per task); per-task tables follow.", ""]
@@ -205,7 +234,9 @@ def build_sections(runs: list[runs_lib.RunData], out_dir: str) -> list[Section]:
       if fig is None:
         continue
       name = f"{slug(task)}_{kind}.png"
-      fig.savefig(os.path.join(out_dir, name), dpi=110)
+      png = io.BytesIO()
+      fig.savefig(png, format="png", dpi=110)
+      write_file(os.path.join(out_dir, name), png.getvalue())
       saved[name] = figures.series_labels(fig)
     sections.append(Section(task, groups, metrics, saved))
   return sections
@@ -228,10 +259,10 @@ def write_report(paths: list[str], out_dir: str, *, command: str | None = None) 
   runs = [runs_lib.load_run(p) for p in paths]
   os.makedirs(out_dir, exist_ok=True)
   sections = build_sections(runs, out_dir)
-  with open(os.path.join(out_dir, "report.md"), "w") as f:
-    f.write("# Run report\n\n" + render(sections, command=command))
-  with open(os.path.join(out_dir, "figures.json"), "w") as f:
-    json.dump({n: labels for s in sections for n, labels in s.figures.items()}, f, indent=2)
+  write_file(os.path.join(out_dir, "report.md"),
+             "# Run report\n\n" + render(sections, command=command))
+  write_file(os.path.join(out_dir, "figures.json"),
+             json.dumps({n: labels for s in sections for n, labels in s.figures.items()}, indent=2))
   return sections
 
 
@@ -246,5 +277,4 @@ def update_readme(readme: str, sections: list[Section], out_dir: str,
   start = text.index("-->", start) + len("-->")
   image_dir = os.path.relpath(out_dir, os.path.dirname(os.path.abspath(readme))) + "/"
   body = render(sections, level=4, image_dir=image_dir, command=command)
-  with open(readme, "w") as f:
-    f.write(text[:start] + "\n" + body + text[end:])
+  write_file(readme, text[:start] + "\n" + body + text[end:])

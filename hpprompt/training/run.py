@@ -1,9 +1,9 @@
-"""Run bookkeeping shared by every launcher: config, metrics file, progress line, checkpoints, prompts.
+"""Run bookkeeping shared by every launcher: config, metrics, progress line, checkpoints, prompts.
 
 A run directory holds `config.json` (everything needed to reproduce it), `metrics.jsonl` (one JSON
-record per logged step), `checkpoints/` (Orbax), `prompts.csv` (best prompts by validation score) and
-`results.json` (final evaluation). Resuming truncates `metrics.jsonl` to the restored step, so a resumed
-run's files equal an uninterrupted run's.
+record per logged step), `checkpoints/` (Orbax), `prompts.csv` (best prompts by validation score)
+and `results.json` (final evaluation). Resuming truncates `metrics.jsonl` to the restored step, so a
+resumed run's files equal an uninterrupted run's.
 
 A run is identified by the `run_id` in its config.json (also stored in every checkpoint), not by its
 path: a moved or copied directory resumes. A directory without a finished checkpoint is a run that
@@ -11,10 +11,18 @@ died early and is reused by the next run; `--resume` needs a checkpoint. Restori
 checkpoint's checksums and falls back to the newest intact one (`checkpoint.py`). Metrics are strict
 JSON: NaN and infinities are written as null, and `check_finite` stops a run whose training
 quantities stop being finite.
+
+One process at a time uses a run directory: `check_workdir(..., lock=True)` (the launchers, before
+any expensive work) and `Run` hold it through `run.lock` (`lock.py`) until `finish` or the end of
+the process. Files are written through `writers.write_file` / `append_line`, so a symbolic link
+planted in a run directory is never followed, and a run directory holding a link to a file is
+refused. A full disk stops the run in one line naming the last good checkpoint.
 """
 import contextlib
 import csv
 import dataclasses
+import errno
+import io
 import json
 import math
 import os
@@ -28,11 +36,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hpprompt.training import lock as lock_lib
 from hpprompt.training.checkpoint import CheckpointError
 from hpprompt.training.checkpoint import Checkpointer
+from hpprompt.training.checkpoint import SaveError
 from hpprompt.training.sharding import is_main_process
 from hpprompt.training.sharding import sync_processes
 from hpprompt.training.writers import TensorBoardWriter
+from hpprompt.training.writers import append_line
+from hpprompt.training.writers import check_no_file_links
+from hpprompt.training.writers import write_file
 
 
 class BestPrompts:
@@ -60,13 +73,14 @@ class BestPrompts:
     return self.records[0] if self.records else None
 
   def write_csv(self, path: str) -> None:
-    with open(path, "w", newline="") as f:
-      w = csv.writer(f)
-      ppl = bool(self.records) and all("perplexity" in r for r in self.records)
-      w.writerow(["rank", "prompt", "score", "step"] + (["perplexity"] if ppl else []))
-      for i, r in enumerate(self.records, 1):
-        row = [i, r["prompt"], f"{r['score']:.6f}", r["step"]]
-        w.writerow(row + ([f"{r['perplexity']:.2f}"] if ppl else []))
+    f = io.StringIO(newline="")
+    w = csv.writer(f)
+    ppl = bool(self.records) and all("perplexity" in r for r in self.records)
+    w.writerow(["rank", "prompt", "score", "step"] + (["perplexity"] if ppl else []))
+    for i, r in enumerate(self.records, 1):
+      row = [i, r["prompt"], f"{r['score']:.6f}", r["step"]]
+      w.writerow(row + ([f"{r['perplexity']:.2f}"] if ppl else []))
+    write_file(path, f.getvalue())
 
 
 class RunError(ValueError):
@@ -75,6 +89,10 @@ class RunError(ValueError):
   def __init__(self, flag: str, message: str):
     super().__init__(message)
     self.flag = flag
+
+
+class DiskFullError(ValueError):
+  """The disk filled up during a run (the last good checkpoint is kept)."""
 
 
 class NonFiniteError(ValueError):
@@ -145,8 +163,13 @@ def saved_steps(workdir: str) -> list[int]:
   return sorted((int(n) for n in os.listdir(directory) if n.isdigit()), reverse=True)
 
 
-def check_workdir(workdir: str, resume: bool) -> None:
-  """RunError if `workdir` cannot hold this run (checked before any expensive work)."""
+def check_workdir(workdir: str, resume: bool, steps: int | None = None, *,
+                  lock: bool = False) -> None:
+  """RunError if `workdir` cannot hold this run (checked before any expensive work).
+
+  With `lock`, this process then holds `workdir` (`run.lock`; RunError naming the process that
+  holds it otherwise) and a symbolic link to a file in it is refused. `steps` below the steps a
+  resumed run has done is refused (the run's files would be rewritten for fewer steps)."""
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise RunError("workdir", f"{workdir} is a file, not a directory; choose another --workdir.")
   parent = os.path.dirname(os.path.abspath(workdir))
@@ -158,13 +181,39 @@ def check_workdir(workdir: str, resume: bool) -> None:
   where = workdir if os.path.isdir(workdir) else parent
   if not os.access(where, os.W_OK | os.X_OK):
     raise RunError("workdir", f"{where} is not a writable directory; choose another --workdir.")
-  steps = saved_steps(workdir)
-  if resume and not steps:
+  fresh = lock and not lock_lib.holds(workdir)
+  if fresh:
+    try:
+      held = lock_lib.acquire(workdir)
+    except lock_lib.LockedError as e:
+      raise RunError("workdir", str(e)) from e
+    if held.took_over:
+      print(f"note: {workdir} was locked by {lock_lib.describe(held.took_over)}, which is no "
+            "longer running; taking it over.", flush=True)
+  try:
+    _check_contents(workdir, resume, steps, links=lock)
+  except BaseException:
+    if fresh:
+      lock_lib.release(workdir)
+    raise
+
+
+def _check_contents(workdir: str, resume: bool, steps: int | None, links: bool) -> None:
+  if links:
+    try:
+      check_no_file_links(workdir)
+    except ValueError as e:
+      raise RunError("workdir", str(e)) from e
+  saved = saved_steps(workdir)
+  if resume and not saved:
     raise RunError("resume", f"no checkpoint in {workdir} to resume from; run without --resume "
                    "to start it.")
-  if not resume and steps:
-    raise RunError("workdir", f"{workdir} already holds a run (checkpoint step {steps[0]}); pass "
+  if not resume and saved:
+    raise RunError("workdir", f"{workdir} already holds a run (checkpoint step {saved[0]}); pass "
                    "--resume to continue it or choose another --workdir.")
+  if resume and steps is not None and steps < saved[0]:
+    raise RunError("steps", f"{steps} is fewer than the {saved[0]} steps the run in {workdir} has "
+                   f"done; pass --steps={saved[0]} or more to continue it.")
 
 
 class Run:
@@ -177,11 +226,11 @@ class Run:
     self.total_steps = total_steps
     self.checkpoint_every = checkpoint_every
     self.stream = stream or sys.stdout
-    check_workdir(workdir, resume)
+    self.main = is_main_process()     # on several hosts only process 0 writes files and prints
+    check_workdir(workdir, resume, total_steps, lock=self.main)
     self.config = _jsonable(config)
     config_path = os.path.join(workdir, "config.json")
     self.metrics_path = os.path.join(workdir, "metrics.jsonl")
-    self.main = is_main_process()     # on several hosts only process 0 writes files and prints
     if resume:
       try:
         with open(config_path) as f:
@@ -247,19 +296,39 @@ class Run:
       return
     meta = {"step": step, "run_id": self.run_id, "prompts": self.prompts.records,
             "train_seconds": self.train_seconds(), **(extra or {})}
-    self.checkpointer.save(step, trees, meta)
+    try:
+      self.checkpointer.save(step, trees, meta)
+    except SaveError as e:
+      raise SaveError(f"{e}{self._kept()}") from e
     self.saved_step = step
+
+  def _kept(self) -> str:
+    if self.saved_step is None:
+      return "; no checkpoint was kept: run it again once the cause is fixed"
+    return (f"; the last good checkpoint is step {self.saved_step}: --resume once the cause is "
+            "fixed")
+
+  @contextlib.contextmanager
+  def _disk(self, path: str):
+    """A full disk while writing `path`: DiskFullError naming it and the last good checkpoint."""
+    try:
+      yield
+    except OSError as e:
+      if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+        raise
+      raise DiskFullError(f"no space left on device writing {path}{self._kept()}") from e
 
   def train_seconds(self) -> float:
     """Seconds of training so far, over every process that resumed this run: the time up to the
-    restored checkpoint (steps redone after a crash count once) plus this process's since `restore`."""
+    restored checkpoint (steps redone after a crash count once) plus this process's since
+    `restore`."""
     return self._seconds_before + time.time() - self._segment_start
 
   def maybe_save(self, step: int, trees: dict, extra: dict | None = None) -> None:
     if step % self.checkpoint_every == 0 or step == self.total_steps:
       self.save(step, trees, extra)
 
-  # ---- metrics and progress ------------------------------------------------------------------------
+  # ---- metrics and progress ----------------------------------------------------------------------
 
   def _truncate_metrics(self, step: int) -> None:
     if not self.main or not os.path.exists(self.metrics_path):
@@ -273,15 +342,15 @@ class Run:
           continue
         if record.get("step", 0) <= step:
           keep.append(line)
-    with open(self.metrics_path, "w") as f:
-      f.writelines(keep)
+    with self._disk(self.metrics_path):
+      write_file(self.metrics_path, "".join(keep))
 
   def log(self, step: int, metrics: dict) -> None:
     if not self.main:
       return
     record = {"step": step, **_jsonable(metrics)}
-    with open(self.metrics_path, "a") as f:
-      f.write(json.dumps(record, allow_nan=False) + "\n")
+    with self._disk(self.metrics_path):
+      append_line(self.metrics_path, json.dumps(record, allow_nan=False))
     if self.tensorboard is not None:
       self.tensorboard.write(step, record)
 
@@ -311,22 +380,22 @@ class Run:
   def write_results(self, results: dict) -> None:
     """prompts.csv and results.json (each written whole, then renamed into place)."""
     if self.main:
-      csv_path = os.path.join(self.workdir, "prompts.csv")
-      self.prompts.write_csv(csv_path + ".tmp")
-      os.replace(csv_path + ".tmp", csv_path)
-      _write_json(os.path.join(self.workdir, "results.json"), _jsonable(results))
+      with self._disk(self.workdir):
+        self.prompts.write_csv(os.path.join(self.workdir, "prompts.csv"))
+        _write_json(os.path.join(self.workdir, "results.json"), _jsonable(results))
 
   def finish(self, results: dict) -> None:
+    """Writes the results, closes the writers and releases the run directory."""
     self.write_results(results)
     if self.main and self.tensorboard is not None:
       self.tensorboard.close()
     self.checkpointer.close()
+    lock_lib.release(self.workdir)
 
 
 def _write_json(path: str, value) -> None:
-  with open(path + ".tmp", "w") as f:
-    json.dump(value, f, indent=2, sort_keys=path.endswith("config.json"), allow_nan=False)
-  os.replace(path + ".tmp", path)
+  write_file(path, json.dumps(value, indent=2, sort_keys=path.endswith("config.json"),
+                              allow_nan=False))
 
 
 class Interrupted(Exception):
