@@ -1,7 +1,10 @@
 """A contact sheet PNG: each target image beside its best prompts and their CLIP scores (Pillow)."""
+import io
 import textwrap
 
 import numpy as np
+
+from hpprompt.training import writers
 
 THUMB = 160
 WIDTH = 760
@@ -34,4 +37,6 @@ def write(path: str, rows: list[tuple[str, np.ndarray, list[dict]]]) -> None:
       y += 4
     if i:
       draw.line([(0, top - pad), (WIDTH, top - pad)], fill=(200, 200, 200))
-  sheet.save(path)
+  png = io.BytesIO()
+  sheet.save(png, format="PNG")
+  writers.write_file(path, png.getvalue())

@@ -16,6 +16,7 @@ from hpprompt.launch import style_transfer
 from hpprompt.tasks import custom
 from hpprompt.tasks import generation
 from hpprompt.training import sharding
+from hpprompt.training import writers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,9 +96,8 @@ def run(cfg: CustomTaskConfig) -> dict:
     raise cli.FlagError("reward", cli.one_line(e)) from e
   if task.last_outputs is not None:
     path = os.path.join(cfg.workdir, "test_outputs.txt")
-    with open(path, "w", encoding="utf-8") as f:
-      f.write("".join(" | ".join(s.replace("\n", " ") for s in samples) + "\n"
-                      for samples in task.last_outputs))
+    writers.write_file(path, "".join(" | ".join(s.replace("\n", " ") for s in samples) + "\n"
+                                     for samples in task.last_outputs))
     results["test_outputs"] = path
   run_.finish(results)
   return results

@@ -40,6 +40,7 @@ from hpprompt.tasks import data
 from hpprompt.tasks import user_data
 from hpprompt.training.run import Interrupted
 from hpprompt.training.run import saved_steps
+from hpprompt.training import writers
 
 METHODS = ("manual", "pin", "rlprompt", "soft", "infoprompt", "infoprompt_released", "pez")
 AGENT_METHODS = ("pin", "rlprompt")
@@ -300,8 +301,7 @@ def describe(cfg: GridConfig, grid: list[Cell]) -> list[str]:
 
 def _log(out: str, record: dict) -> None:
   os.makedirs(out, exist_ok=True)
-  with open(os.path.join(out, LOG), "a") as f:
-    f.write(json.dumps(record) + "\n")
+  writers.append_line(os.path.join(out, LOG), json.dumps(record))
 
 
 def run_cell(cell: Cell) -> dict:

@@ -36,6 +36,7 @@ from hpprompt.tasks import style_classifier
 from hpprompt.tasks import style_data
 from hpprompt.tasks.style_transfer import StyleTransferTask
 from hpprompt.training import sharding
+from hpprompt.training import writers
 
 # Style-transfer settings of the papers' code on top of the agent presets (methods.md §1.6, §3.5):
 # RLPrompt R = 100 z - 20, top-50 sampling, logit bias -10, 8 prompts a step; PIN R = z, 16 prompts.
@@ -266,8 +267,7 @@ def run(cfg: StyleTransferConfig) -> dict:
   results["components"] = info
   if task.last_outputs is not None:
     path = os.path.join(cfg.workdir, f"test_outputs.{cfg.direction}.txt")
-    with open(path, "w", encoding="utf-8") as f:
-      f.write("".join(line.replace("\n", " ") + "\n" for line in task.last_outputs))
+    writers.write_file(path, "".join(line.replace("\n", " ") + "\n" for line in task.last_outputs))
     results["test_outputs"] = path
   run_.finish(results)
   return results

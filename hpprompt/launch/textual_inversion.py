@@ -14,6 +14,7 @@ a setting is raised as `cli.FlagError` naming it.
 """
 import csv
 import dataclasses
+import io
 import json
 import os
 import re
@@ -34,6 +35,7 @@ from hpprompt.models import hub
 from hpprompt.models.base import CausalLM
 from hpprompt.tasks import textual_inversion as ti
 from hpprompt.training import sharding
+from hpprompt.training import writers
 from hpprompt.training.run import saved_steps
 
 _TARGET = re.compile(r"^\d{2,}-")     # <index>-<image name>, see _target_dir
@@ -229,12 +231,12 @@ def _summarize(cfg, targets, summaries: list[dict]) -> dict:
                  for i, ((name, _, _), b) in enumerate(zip(targets, best))],
              "mean_best_clip_score": float(np.mean(scores)) if scores else None}
   if sharding.is_main_process():
-    with open(os.path.join(cfg.workdir, "prompts.csv"), "w", newline="") as f:
-      writer = csv.DictWriter(f, ["target", "rank", "prompt", "clip_score", "perplexity", "step"])
-      writer.writeheader()
-      writer.writerows(rows)
-    with open(os.path.join(cfg.workdir, "results.json"), "w") as f:
-      json.dump(results, f, indent=2)
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, ["target", "rank", "prompt", "clip_score", "perplexity", "step"])
+    writer.writeheader()
+    writer.writerows(rows)
+    writers.write_file(os.path.join(cfg.workdir, "prompts.csv"), table.getvalue())
+    writers.write_file(os.path.join(cfg.workdir, "results.json"), json.dumps(results, indent=2))
     contact_sheet.write(os.path.join(cfg.workdir, "contact_sheet.png"),
                         [(name, image, [r for r in rows if r["target"] == name])
                          for name, image, _ in targets])

@@ -17,6 +17,7 @@ from absl import logging
 from hpprompt.launch import cli
 from hpprompt.tasks import data
 from hpprompt.tasks import templates
+from hpprompt.training import writers
 
 # Fields that must be finite and > 0 where a config has them (agent and baseline configs).
 POSITIVE = ("learning_rate", "grad_clip", "temperature", "init_scale")
@@ -175,20 +176,14 @@ def output_file(path: str | None, flag_name: str = "output") -> None:
 
 
 def write_json(path: str, value, flag_name: str = "output", shown=None) -> None:
-  """Writes JSON atomically (a temporary file, then a rename: never a partial or 0-byte file).
+  """Writes JSON atomically (`writers.write_file`: never a partial or 0-byte file, a symbolic
+  link replaced, not followed).
   On failure, prints `shown` (the results, so that the work is not lost) to stdout and raises a
   FlagError naming the flag."""
-  tmp = f"{path}.tmp"
   try:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(tmp, "w", encoding="utf-8") as f:
-      json.dump(value, f, indent=2)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
+    writers.write_file(path, json.dumps(value, indent=2), sync=True)
   except OSError as e:
-    if os.path.exists(tmp):
-      os.remove(tmp)
     if shown is not None:
       print(json.dumps(shown, indent=1, default=str), flush=True)
     raise cli.FlagError(flag_name, f"cannot write {path} ({cli.one_line(e)}); the results are "
