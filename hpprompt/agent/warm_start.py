@@ -6,9 +6,14 @@ then trained by Adam (`LEARNING_RATE`) on the behaviour-cloning loss, the negati
 of the prompt's tokens under the softmax of the masked Q-values, over the steps t not yet cloned
 (w_t = 1 until step t meets the criterion below, then 0, so that no step is pushed past it),
 
-  L(theta) = -1/L sum_t w_t log softmax(Q_theta(s_t, .)/alpha restricted to M_t)[a_t],
+  L(theta) = 1/L sum_t [-w_t log softmax(Q_theta(s_t, .)/alpha restricted to M_t)[a_t]
+                        + Q_theta(s_t, a_t)^2],
 
-until at every step t the token a_t is the strict argmax of the masked Q_t (so the first greedy
+the second term holding the prompt's Q-values at 0, where the head starts and where the shaped
+rewards (z-scores) are centred: the cross-entropy alone is blind to a common shift of the Q-values,
+which lets them drift far above the rewards (Q ~ 12 on SmolLM2), and the first TD/Monte-Carlo
+update then tears the warm start apart. Training stops as soon as
+at every step t the token a_t is the strict argmax of the masked Q_t (so the first greedy
 prompt is the starting prompt) and the run's behaviour policy (sparsemax for PIN, top-k softmax for
 RLPrompt: `sampling._sampling_logp`) samples it with probability >= `init_prob` (so the agent keeps
 exploring around it), or `MAX_STEPS` pass (then `done` is False). The warm-up is deterministic: a
@@ -32,11 +37,13 @@ MAX_STEPS = 2000
 
 def bc_loss(params: policy.HeadParams, states: Array, tokens: Array, masks: Array, w_lm: Array,
             weights: Array, temperature: float, logit_bias: float = 0.0) -> Array:
-  """(1/L) sum_t weights_t * -log softmax(Q_t / alpha over mask_t)[a_t]; states [L, D], tokens [L],
-  masks [L, V] boolean, weights [L]."""
-  q = policy.q_values(params, states, w_lm, logit_bias) / temperature
-  logp = jax.nn.log_softmax(jnp.where(masks, q, -jnp.inf), axis=-1)
-  return -jnp.mean(weights * jnp.take_along_axis(logp, tokens[:, None], axis=-1)[:, 0])
+  """(1/L) sum_t [weights_t * -log softmax(Q_t / alpha over mask_t)[a_t] + Q_t[a_t]^2]; states
+  [L, D], tokens [L], masks [L, V] boolean, weights [L]."""
+  q = policy.q_values(params, states, w_lm, logit_bias)
+  logp = jax.nn.log_softmax(jnp.where(masks, q / temperature, -jnp.inf), axis=-1)
+  q_taken = jnp.take_along_axis(q, tokens[:, None], axis=-1)[:, 0]
+  nll = -jnp.take_along_axis(logp, tokens[:, None], axis=-1)[:, 0]
+  return jnp.mean(weights * nll + q_taken ** 2)
 
 
 def cloned(params: policy.HeadParams, states: Array, tokens: Array, masks: Array, w_lm: Array,
