@@ -114,11 +114,15 @@ class PromptAgent:
     """The state with its head behaviour-cloned to the starting prompt (`warm_start`), the target
     head a copy of it and a fresh optimiser; InitPromptError if that fails."""
     rollout = self.init_rollout
-    params, steps, done = warm_start.warm_start(
-        state.train.params, rollout.states[0], rollout.tokens[0], self._masks(rollout)[0],
-        self.w_lm, self.cfg)
-    _, probs = warm_start.cloned(params, rollout.states[0], rollout.tokens[0],
-                                 self._masks(rollout)[0], self.w_lm, self.cfg)
+    trajectory = (rollout.states[0], rollout.tokens[0], self._masks(rollout)[0], self.w_lm)
+    params, steps = state.train.params, 0
+    for rate in warm_start.LEARNING_RATES:
+      params, taken, done = warm_start.warm_start(params, *trajectory, self.cfg,
+                                                  learning_rate=rate)
+      steps += int(taken)
+      if bool(done):
+        break
+    _, probs = warm_start.cloned(params, *trajectory, self.cfg)
     if not bool(done):
       raise InitPromptError(f"{self.cfg.init_prompt!r}: the policy head did not become greedy on "
                             f"it within {int(steps)} behaviour-cloning steps.")

@@ -16,7 +16,9 @@ update then tears the warm start apart. Training stops as soon as
 at every step t the token a_t is the strict argmax of the masked Q_t (so the first greedy
 prompt is the starting prompt) and the run's behaviour policy (sparsemax for PIN, top-k softmax for
 RLPrompt: `sampling._sampling_logp`) samples it with probability >= `init_prob` (so the agent keeps
-exploring around it), or `MAX_STEPS` pass (then `done` is False). The warm-up is deterministic: a
+exploring around it), or `MAX_STEPS` pass (then `done` is False; the agent continues from there
+with the next of `LEARNING_RATES`: 1e-4 stops close to `init_prob` on SmolLM2, a tiny random LM
+needs larger steps). The warm-up is deterministic: a
 function of the head, the trajectory and the settings only.
 """
 import functools
@@ -32,7 +34,8 @@ from hpprompt.agent.config import AgentConfig
 
 Array = chex.Array
 LEARNING_RATE = 1e-4
-MAX_STEPS = 2000
+LEARNING_RATES = (1e-4, 1e-3, 1e-2)   # `PromptAgent.warm_start` escalates when one falls short
+MAX_STEPS = 1000
 
 
 def bc_loss(params: policy.HeadParams, states: Array, tokens: Array, masks: Array, w_lm: Array,
