@@ -6,8 +6,9 @@ logits), and draws a_t from the regulariser's policy over the masked Q_t:
   RLPrompt: softmax restricted to the top `sampling_top_k` Q-values (top-k sampling);
   PIN:      sparsemax over the filtered Q-values, sampled exactly.
 Greedy decoding (evaluation) takes argmax of the masked Q_t; `forced` tokens replay a given prompt
-(its states and filter thresholds: the trajectory of a starting prompt, `warm_start`). RLPrompt re-tokenizes each sampled token's
-string before feeding it back; we feed the id (identical unless the string re-tokenizes differently).
+(its states and filter thresholds: the trajectory of a starting prompt, `warm_start`). RLPrompt
+re-tokenizes each sampled token's string before feeding it back; we feed the id (identical unless
+the string re-tokenizes differently).
 """
 import functools
 from typing import NamedTuple

@@ -51,8 +51,9 @@ def resolve(config: fewshot.FewShotConfig, manual_cfg: manual.ManualConfig
             ) -> fewshot.FewShotConfig:
   """The pin_init cell's launcher config: the manual choice as starting prompt, its length."""
   prompt = manual_choice(manual_cfg)
+  dtype = fewshot._dtype(config.dtype)  # noqa: SLF001
   with cli.flag("policy_lm"):
-    _, tokenizer = hub.load_pretrained(config.policy_lm, dtype=fewshot._dtype(config.dtype))  # noqa: SLF001
+    _, tokenizer = hub.load_pretrained(config.policy_lm, dtype=dtype)
   length = len(tokenizer.encode(prompt))
   return dataclasses.replace(config, agent={**config.agent, "init_prompt": prompt,
                                             "prompt_length": length})

@@ -36,8 +36,8 @@ def _torch_head(params):
 def _torch_q(p, states, w_lm, bias):
   h = torch.relu(torch.as_tensor(states, dtype=torch.float64) @ p["fc1"]["kernel"]
                  + p["fc1"]["bias"])
-  return (h @ p["fc2"]["kernel"] + p["fc2"]["bias"]) @ torch.as_tensor(w_lm, dtype=torch.float64).T \
-      + bias
+  w = torch.as_tensor(w_lm, dtype=torch.float64)
+  return (h @ p["fc2"]["kernel"] + p["fc2"]["bias"]) @ w.T + bias
 
 
 def _torch_loss(p, states, tokens, masks, w_lm, weights, temperature, bias):

@@ -46,7 +46,8 @@ def _cell(out, name) -> dict:
           "metrics": launch_utils.read_metrics(os.path.join(out, name), drop=_TIMES)}
 
 
-def test_two_shards_give_the_cells_of_one_process(tiny_gpt2_dir, grid_data_dir, tmp_path):  # noqa: F811
+def test_two_shards_give_the_cells_of_one_process(tiny_gpt2_dir, grid_data_dir,  # noqa: F811
+                                                  tmp_path):
   shards = [_start({**_fields(tiny_gpt2_dir, grid_data_dir, tmp_path / "two"), "shard": [i, 2]},
                    tmp_path / f"shard{i}.json") for i in range(2)]
   one = _start(_fields(tiny_gpt2_dir, grid_data_dir, tmp_path / "one"), tmp_path / "one.json")
