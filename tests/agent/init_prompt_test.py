@@ -38,8 +38,8 @@ def start(tiny_gpt2_dir) -> str:
 def _start_cfg(model_dir, workdir, prompt, method="pin", **kw):
   cfg = _cfg(model_dir, workdir, **kw)
   agent = {**cfg.agent, "init_prompt": prompt}
-  if method == "rlprompt":
-    agent.update(filter_top_k=None, sampling_top_k=20)
+  if method == "rlprompt":     # softmax over the top 20 of the filtered Q-values
+    agent.update(sampling_top_k=20)
   return dataclasses.replace(cfg, method=method, agent=agent)
 
 
