@@ -85,7 +85,7 @@ def test_interrupt_and_resume_equals_uninterrupted(tiny_gpt2_dir, tmp_path, monk
 
 @pytest.mark.parametrize("prompt,expected", [
     ("", "does not tokenise back"),
-    (" good movie night", "is 3 tokens of the policy tokenizer, but the prompt length is 2"),
+    (" good movie night", "is 6 tokens of the policy tokenizer, but the prompt length is 2"),
     ("<s><s>", "special or unknown token"),
     (None, "outside the top-50 tokens"),
 ])

@@ -25,14 +25,14 @@ BASE = {
 # (launcher, case id, extra flags, text the error line must contain, set-up of the case folder)
 CASES = [
     ("few", "init_prompt_length", ["--init_prompt= good movie night"],
-     "--init_prompt: ' good movie night' is 3 tokens of the policy tokenizer", None),
+     "' good movie night' is 6 tokens of the policy tokenizer, but the prompt length is 2", None),
     ("few", "init_prompt_empty", ["--init_prompt="], "--init_prompt: '' does not tokenise", None),
     ("few", "init_prompt_special", ["--init_prompt=<s><s>"], "special or unknown token", None),
     ("few", "init_prompt_outside_filter", ["--init_prompt= good movie"],
      "--init_prompt: token ' good' at position 1", None),
     ("few", "init_prompt_syntax", ["--init_prompt"], "init_prompt", None),
     ("style", "init_prompt_length", ["--init_prompt= good movie night"],
-     "--init_prompt: ' good movie night' is 3 tokens", None),
+     "--init_prompt: ' good movie night' is 6 tokens", None),
     ("ti", "init_prompt_pez", ["--method=pez", "--init_prompt=a photo"],
      "--init_prompt: is an agent setting; --method=pez", None),
     ("grid", "shard_text", ["--shard=abc"], "--shard: must be I/N", None),
