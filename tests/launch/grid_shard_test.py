@@ -1,6 +1,7 @@
 """The results grid over several machines: two processes with --shard=0/2 and 1/2 on one output
-folder run the cells of a 4-cell tiny grid (manual and PIN from the manual prompt, SST-2, seeds
-0 and 1) once each, and give the same cells as one process; then one report covers them."""
+folder run the cells of a 4-cell tiny grid (manual and PIN, SST-2, seeds 0 and 1) once each, and
+give the same cells as one process; then one report covers them. The `pin_init` arm's starting
+prompt, selected again without the manual cell, is the manual cell's choice."""
 import dataclasses
 import json
 import os
@@ -10,20 +11,20 @@ import sys
 import pytest
 
 from hpprompt.launch import grid
+from hpprompt.launch import grid_init
 from tests import launch_utils
 from tests.launch.grid_test import grid_data_dir  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CELLS = ["sst-2/manual_seed0", "sst-2/pin_init_seed0", "sst-2/manual_seed1",
-         "sst-2/pin_init_seed1"]
+CELLS = ["sst-2/manual_seed0", "sst-2/pin_seed0", "sst-2/manual_seed1", "sst-2/pin_seed1"]
 _TIMES = ("train_seconds", "time_sample", "time_reward", "time_learn", "reward_flops_per_s")
 
 
 def _fields(model_dir, data_dir, out) -> dict:
-  agent = dict(prompts_per_step=4, mlp_hidden=32, replay_batch=4, replay_capacity=64,
-               filter_top_k=None)
-  return {"datasets": ["sst-2"], "seeds": [0, 1], "methods": ["manual", "pin_init"],
+  agent = dict(prompt_length=2, prompts_per_step=4, mlp_hidden=32, replay_batch=4,
+               replay_capacity=64, filter_top_k=50)
+  return {"datasets": ["sst-2"], "seeds": [0, 1], "methods": ["manual", "pin"],
           "out": str(out), "data_dir": data_dir, "task_lm": model_dir, "policy_lm": model_dir,
           "steps": 2, "fewshot_fields": {"source_token": "<s>", "eval_every": 1,
                                          "num_devices": 1, "agent": agent},
@@ -64,18 +65,22 @@ def test_two_shards_give_the_cells_of_one_process(tiny_gpt2_dir, grid_data_dir, 
   assert all(a["status"] == "done" for a in attempts)
   for name in CELLS:
     assert _cell(tmp_path / "two", name) == _cell(tmp_path / "one", name), name
-  # PIN started from the manual method's choice, with its token count as prompt length
-  for seed in (0, 1):
-    chosen = _cell(tmp_path / "one", f"sst-2/manual_seed{seed}")["results"]["best"]["prompt"]
-    agent = _cell(tmp_path / "one", f"sst-2/pin_init_seed{seed}")["config"]["agent_config"]
-    assert agent["init_prompt"] == chosen
+  # pin_init's starting prompt: the finished manual cell's choice, or the same selection made again
+  cfg = grid.GridConfig(**{**_fields(tiny_gpt2_dir, grid_data_dir, tmp_path / "none"),
+                           "datasets": ("sst-2",), "seeds": (0, 1), "methods": ("pin_init",)})
+  for cell in grid.cells(cfg):
+    chosen = _cell(tmp_path / "one", f"sst-2/manual_seed{cell.seed}")["results"]["best"]["prompt"]
+    assert grid_init.manual_choice(cell.manual) == chosen
+    done = dataclasses.replace(cell.manual, workdir=str(tmp_path / "one" / "sst-2" /
+                                                        f"manual_seed{cell.seed}"))
+    assert grid_init.manual_choice(done) == chosen
   # a rerun of a shard skips its finished cells; one report over the shared folder
   again = _start({**_fields(tiny_gpt2_dir, grid_data_dir, tmp_path / "two"), "shard": [1, 2]},
                  tmp_path / "again.json")
   assert again.communicate(timeout=600)[0].count("starting") == 0
   cfg = grid.GridConfig(**{**_fields(tiny_gpt2_dir, grid_data_dir, tmp_path / "two"),
                            "datasets": ("sst-2",), "seeds": (0, 1),
-                           "methods": ("manual", "pin_init"), "report_only": True,
+                           "methods": ("manual", "pin"), "report_only": True,
                            "report": True})
   assert grid.run(dataclasses.replace(cfg), print_fn=lambda _: None) == {c: "done" for c in CELLS}
   assert os.path.exists(tmp_path / "two" / "report" / "report.md")
