@@ -4,6 +4,8 @@
   python experiments/results_grid.py --report_only                   # the report of finished cells
   python experiments/results_grid.py                                 # run (or continue) the grid
   python experiments/results_grid.py --only='sst-2/*_seed0'          # a part of it
+  python experiments/results_grid.py --shard=0/4 & ... --shard=3/4   # 4 processes, one OUT
+  python experiments/results_grid.py --methods=pin_init              # PIN from the manual prompt
 
 Run the same command again after Ctrl-C or a failure: finished cells are skipped, interrupted ones
 resume. Logic lives in hpprompt.launch.grid.
@@ -21,9 +23,12 @@ flags.DEFINE_list("datasets", list(D.datasets), "Few-shot data sets, or your own
                   "files or folders, tfds:NAME).")
 flags.DEFINE_list("seeds", [str(s) for s in D.seeds], "Seeds (run seed; also the few-shot split "
                   "unless --dataset_seed is given).")
-flags.DEFINE_list("methods", list(D.methods), f"Methods, of {list(grid.METHODS)}.")
+flags.DEFINE_list("methods", list(D.methods), f"Methods, of {list(grid.METHODS)} and "
+                  f"{list(grid.EXTRA_METHODS)} (PIN from the manual method's prompt).")
 flags.DEFINE_string("out", D.out, "Grid directory: OUT/<dataset>/<method>_seed<k>, OUT/report.")
 flags.DEFINE_list("only", [], "Run only cells matching these glob patterns, e.g. 'sst-2/pin_*'.")
+flags.DEFINE_string("shard", None, "I/N: run only cells I, I+N, I+2N, ... (0 <= I < N), e.g. "
+                    "one Slurm array task or Ray task of N; no report (--report_only after all).")
 flags.DEFINE_bool("dry_run", False, "Print the cells, their status and the estimated cost; run "
                   "nothing.")
 flags.DEFINE_integer("dataset_seed", None, "Few-shot split of every cell (default: the seed).")
@@ -53,7 +58,8 @@ def _seeds(values) -> tuple[int, ...]:
 def _main():
   cfg = grid.GridConfig(
       datasets=tuple(FLAGS.datasets), seeds=_seeds(FLAGS.seeds), methods=tuple(FLAGS.methods),
-      out=FLAGS.out, only=tuple(FLAGS.only), dataset_seed=FLAGS.dataset_seed,
+      out=FLAGS.out, only=tuple(FLAGS.only), shard=grid.parse_shard(FLAGS.shard),
+      dataset_seed=FLAGS.dataset_seed,
       data_dir=FLAGS.data_dir, task_lm=FLAGS.task_lm, policy_lm=FLAGS.policy_lm,
       steps=FLAGS.steps, rlprompt_prompts_per_step=FLAGS.rlprompt_prompts_per_step,
       dry_run=FLAGS.dry_run, report_only=FLAGS.report_only, report=FLAGS.report,

@@ -15,7 +15,9 @@ from flax import struct
 from hpprompt import ops
 from hpprompt.agent import learner
 from hpprompt.agent import replay
+from hpprompt.agent import policy
 from hpprompt.agent import sampling
+from hpprompt.agent import warm_start
 from hpprompt.agent.config import AgentConfig
 from hpprompt.models.tokenizer import Tokenizer
 from hpprompt.training import sharding
@@ -36,6 +38,11 @@ def _allowed_tokens(tokenizer: Tokenizer, vocab: int, exclude_special: bool) -> 
       if i < vocab:
         allowed[i] = False
   return allowed
+
+
+class InitPromptError(ValueError):
+  """The starting prompt cannot be the policy's first greedy prompt (launchers: --init_prompt)."""
+  flag = "init_prompt"
 
 
 class PromptAgent:
@@ -74,6 +81,55 @@ class PromptAgent:
                        "tokens the policy may emit.")
     self._sample = sampling.make_sampler(lm, cfg=cfg, bos_id=self.source_id, allowed=self.allowed)
     self._train_step = learner.make_train_step(cfg)
+    self.init_rollout = None if cfg.init_prompt is None else self._init_rollout(cfg.init_prompt)
+
+  def _init_rollout(self, prompt: str) -> sampling.Rollout:
+    """The starting prompt's trajectory (one row); InitPromptError if the policy cannot emit it."""
+    ids = self.tokenizer.encode(prompt)
+    if not ids or self.tokenizer.decode(ids) != prompt:
+      back = self.tokenizer.decode(ids) if ids else ""
+      raise InitPromptError(f"{prompt!r} does not tokenise back to itself with the policy "
+                            f"tokenizer (it reads {back!r}); give a prompt it can spell.")
+    if len(ids) != self.cfg.prompt_length:
+      raise InitPromptError(f"{prompt!r} is {len(ids)} tokens of the policy tokenizer, but the "
+                            f"prompt length is {self.cfg.prompt_length}; set --prompt_length="
+                            f"{len(ids)}.")
+    rollout = self._sample(self.lm_state, policy.init_head(jax.random.PRNGKey(0), self.dim, 1),
+                           jax.random.PRNGKey(0), batch=1, forced=jnp.asarray([ids], jnp.int32))
+    masks = self._masks(rollout)[0]
+    for t, token in enumerate(ids):
+      if not bool(masks[t, token]):
+        where = ("a special or unknown token" if not bool(self.allowed[token]) else
+                 f"outside the top-{self.cfg.filter_top_k} tokens of the frozen LM there "
+                 "(raise the filter k, or 0 to disable it)")
+        raise InitPromptError(f"token {self.tokenizer.decode([token])!r} at position {t + 1} of "
+                              f"{prompt!r} is {where}, so the policy can never emit it.")
+    return rollout
+
+  def _masks(self, rollout: sampling.Rollout):
+    thresholds = rollout.thresholds if self.cfg.filter_top_k else None
+    return policy.action_mask(rollout.states, self.w_lm, thresholds, self.allowed)
+
+  def warm_start(self, state: AgentState) -> tuple[AgentState, dict]:
+    """The state with its head behaviour-cloned to the starting prompt (`warm_start`), the target
+    head a copy of it and a fresh optimiser; InitPromptError if that fails."""
+    rollout = self.init_rollout
+    trajectory = (rollout.states[0], rollout.tokens[0], self._masks(rollout)[0], self.w_lm)
+    params, steps = state.train.params, 0
+    for rate in warm_start.LEARNING_RATES:
+      params, taken, done = warm_start.warm_start(params, *trajectory, self.cfg,
+                                                  learning_rate=rate)
+      steps += int(taken)
+      if bool(done):
+        break
+    _, probs = warm_start.cloned(params, *trajectory, self.cfg)
+    if not bool(done):
+      raise InitPromptError(f"{self.cfg.init_prompt!r}: the policy head did not become greedy on "
+                            f"it within {int(steps)} behaviour-cloning steps.")
+    train = state.train.replace(params=params, target_params=jax.tree.map(jnp.copy, params),
+                                opt_state=learner.make_optimizer(self.cfg).init(params))
+    return self.place(state.replace(train=train)), {
+        "warm_start_steps": int(steps), "init_token_probs": [float(p) for p in probs]}
 
   def init(self, seed: int) -> AgentState:
     train = learner.init_state(jax.random.PRNGKey(seed), self.dim, self.cfg)

@@ -31,6 +31,10 @@ class AgentConfig:
   reward_zscore: bool = True
   reward_old_range: tuple[float, float] = (0.0, 1.0)
   reward_new_range: tuple[float, float] = (0.0, 5.0)
+  # Starting prompt (hpprompt/agent/warm_start.py): the head is behaviour-cloned until it is the
+  # greedy prompt and the behaviour policy samples each of its tokens with probability >= init_prob.
+  init_prompt: str | None = None
+  init_prob: float = 0.5
 
   def __post_init__(self):
     if self.regularizer not in ("shannon", "tsallis"):
@@ -48,6 +52,8 @@ class AgentConfig:
       raise ValueError(f"discount must be in [0, 1], got {self.discount}.")
     if self.temperature <= 0:
       raise ValueError(f"temperature must be > 0, got {self.temperature}.")
+    if not 0.0 < self.init_prob < 1.0:
+      raise ValueError(f"init_prob must be in (0, 1), got {self.init_prob}.")
     if self.replay and self.replay_batch > self.replay_capacity:
       raise ValueError("replay_batch must not exceed replay_capacity.")
 

@@ -4,6 +4,9 @@ Each step: sample prompts -> task rewards (`hpprompt.tasks.base.PromptTask`) -> 
 `eval_every` steps the greedy prompt is scored on the validation set and the best prompts are kept
 (RLPrompt left that to its users, issue #12; PIN writes them sorted to a csv). Checkpoints every
 `checkpoint_every` steps; Ctrl-C saves the last finished step and exits; `resume` continues exactly.
+With a starting prompt (`AgentConfig.init_prompt`) a new run first warms the head up to it
+(`PromptAgent.warm_start`), scores it on the validation set and logs it as step 0: it is the best
+prompt until a greedy prompt scores higher (ties keep it).
 """
 import dataclasses
 import time
@@ -47,6 +50,8 @@ def train(agent: PromptAgent, task: PromptTask, run: Run, cfg: TrainConfig) -> d
   if restored is not None:
     state = agent.place(state.replace(**restored))
     task.load_memo_state(run.meta.get("task_memo"))
+  elif agent.init_rollout is not None:
+    state = _start_from_prompt(agent, state, task, run)
   step = run.start_step
   with stop_on_sigint(run) as stop:
     try:
@@ -64,6 +69,22 @@ def train(agent: PromptAgent, task: PromptTask, run: Run, cfg: TrainConfig) -> d
     run.print(f"best prompt {best['prompt']!r}: {task.validation_metric} {best['score']:.4f}"
               + (f", {shown}" if shown else ""))
   return results
+
+
+def _start_from_prompt(agent: PromptAgent, state: AgentState, task: PromptTask, run: Run):
+  """Warm start, then the starting prompt scored on dev as step 0 (the best prompt so far)."""
+  state, info = agent.warm_start(state)
+  prompt, score = evaluate_greedy(agent, state, task)
+  if prompt != agent.cfg.init_prompt:      # `warm_start.cloned` guarantees it
+    raise RuntimeError(f"the warmed-up greedy prompt {prompt!r} is not {agent.cfg.init_prompt!r}")
+  run.prompts.add(prompt, score, 0)
+  run.log(0, {"greedy_prompt": prompt, task.validation_metric: score,
+              "warm_start_steps": info["warm_start_steps"],
+              "init_token_prob": min(info["init_token_probs"])})
+  run.print(f"starting prompt {prompt!r}: {task.validation_metric} {score:.4f} (greedy after "
+            f"{info['warm_start_steps']} behaviour-cloning steps; sampled with probability "
+            + ", ".join(f"{p:.2f}" for p in info["init_token_probs"]) + " per token)")
+  return state
 
 
 def _loop(agent, task, run, cfg, state, step, stop) -> None:

@@ -52,8 +52,8 @@ def flag(name: str):
     yield
   except FlagError:
     raise
-  except USER_ERRORS as e:
-    raise FlagError(name, one_line(e)) from e
+  except USER_ERRORS as e:   # an error that names its own flag (`e.flag`) keeps it
+    raise FlagError(getattr(e, "flag", None) or name, one_line(e)) from e
 
 
 def debug() -> bool:

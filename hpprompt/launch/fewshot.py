@@ -198,7 +198,7 @@ def build(cfg: FewShotConfig) -> tuple[PromptAgent, ClassificationTask, dict]:
     with cli.flag("source_token" if cfg.source_token else "policy_lm"):
       agent = PromptAgent(lm, tokenizer, agent_cfg, source_token=source, mesh=mesh)
   except cli.FlagError as e:
-    if "filter_top_k" in str(e):
+    if e.flag != "init_prompt" and "filter_top_k" in str(e):
       raise cli.FlagError("filter_top_k", cli.one_line(e.__cause__)) from e
     raise
   return agent, task, models

@@ -3,11 +3,17 @@
 `run(GridConfig(...))` is what `experiments/results_grid.py` calls. Cell `OUT/<dataset>/<method>_
 seed<k>` is a run of an existing launcher, called in this process through its importable `run(...)`:
 `manual` (`hpprompt.launch.manual`: the best bundled manual prompt on dev), `pin` and `rlprompt`
-(`hpprompt.launch.fewshot`), `soft`, `infoprompt`, `infoprompt_released` and `pez`
+(`hpprompt.launch.fewshot`), `pin_init` (PIN from the manual method's prompt, `grid_init`; only
+when asked for), `soft`, `infoprompt`, `infoprompt_released` and `pez`
 (`hpprompt.launch.soft_prompt`), each at its launcher's CPU defaults. Cell seed k is the run's
 `seed` and, unless `dataset_seed` is given, its few-shot split too (the papers' protocol: seeds
 over splits). No subprocesses: each launcher's `run` loads its own models and frees them when it
 returns, and the grid clears JAX's compilation caches between cells, so memory does not grow.
+
+`shard=(i, n)` runs only cells i, i + n, i + 2n, ... of the grid's fixed order: n processes or
+machines given 0..n-1 share one OUT without overlap and without a coordinator (a Slurm array, Ray
+tasks, ssh); each is resumable like the whole grid, none writes the report, and
+`report_only` writes it once they are all done.
 
 A cell whose `results.json` holds a test metric is done and skipped; one with a checkpoint continues
 (`--resume`); anything else starts (again). A failing cell is recorded in `OUT/grid_log.jsonl` (one
@@ -31,6 +37,7 @@ import jax
 
 from hpprompt.launch import cli
 from hpprompt.launch import fewshot
+from hpprompt.launch import grid_init
 from hpprompt.launch import manual
 from hpprompt.launch import paper
 from hpprompt.launch import soft_prompt
@@ -43,7 +50,8 @@ from hpprompt.training.run import saved_steps
 from hpprompt.training import writers
 
 METHODS = ("manual", "pin", "rlprompt", "soft", "infoprompt", "infoprompt_released", "pez")
-AGENT_METHODS = ("pin", "rlprompt")
+EXTRA_METHODS = ("pin_init",)       # run only when named in --methods
+AGENT_METHODS = ("pin", "rlprompt", "pin_init")
 # soft_prompt.BaselineConfig fields of each gradient baseline (the rest: the launcher's defaults).
 # infoprompt_released: the released architecture with its optimiser, as `--paper` sets it
 # (hpprompt/launch/paper.py: AdamW 1e-3, weight decay 0.01, 6% warm-up + linear decay, batch 8,
@@ -56,7 +64,8 @@ BASELINES = {"soft": {"method": "soft"}, "infoprompt": {"method": "infoprompt"},
 # Minutes per cell on a 2-core CPU with SmolLM2-135M on SST-2 (1,821 test sentences): (training,
 # test evaluation). From the README's and docs/baselines_results.md's measured runs; the dry run's
 # estimate scales the evaluation by the test set's size and the training by the steps left.
-MINUTES = {"manual": (0.3, 3.5), "pin": (4.4, 3.5), "rlprompt": (6.3, 3.5), "soft": (2.3, 3.0),
+MINUTES = {"manual": (0.3, 3.5), "pin": (4.4, 3.5), "pin_init": (4.4, 3.5),   # pin_init: as PIN
+           "rlprompt": (6.3, 3.5), "soft": (2.3, 3.0),
            "infoprompt": (1.6, 2.2), "infoprompt_released": (1.6, 2.2), "pez": (1.6, 3.3)}
 SST2_TEST = 1821
 LOG = "grid_log.jsonl"
@@ -69,6 +78,7 @@ class GridConfig(user_data.DataFields):     # the user-data fields go to every c
   methods: tuple[str, ...] = METHODS
   out: str = "runs/grid"
   only: tuple[str, ...] = ()          # glob patterns over cell names '<dataset>/<method>_seed<k>'
+  shard: tuple[int, int] | None = None   # (i, n): cells i, i + n, ... of the grid (0 <= i < n)
   dataset_seed: int | None = None     # None: cell seed k uses few-shot split k
   data_dir: str | None = None
   task_lm: str = "smollm2"
@@ -91,6 +101,7 @@ class Cell:
   seed: int
   workdir: str
   config: object                      # the launcher's config (resume=False)
+  manual: object = None               # pin_init: the manual cell's config of its data set, split
 
   @property
   def name(self) -> str:
@@ -153,13 +164,16 @@ def _config(cfg: GridConfig, dataset: str, method: str, seed: int, workdir: str)
   if method == "rlprompt":
     steps, notes = _budget(cfg, dataset, seed, split)
     return _agent_config(cfg, method, steps=steps, notes=notes, **common)
+  if method == "pin_init":
+    return _agent_config(cfg, "pin", label=method, **common)
   if method in AGENT_METHODS:
     return _agent_config(cfg, method, **common)
   return _baseline_config(cfg, method, **common)
 
 
 def cells(cfg: GridConfig) -> list[Cell]:
-  """Every cell of the grid (after `only`), data set by data set, seed by seed."""
+  """Every cell of the grid (after `only`, then this process's `shard`), data set by data set, seed
+  by seed."""
   out = []
   for dataset in cfg.datasets:
     for seed in cfg.seeds:
@@ -168,8 +182,27 @@ def cells(cfg: GridConfig) -> list[Cell]:
         cell = Cell(dataset, method, seed, workdir, None)
         if cfg.only and not any(fnmatch.fnmatchcase(cell.name, p) for p in cfg.only):
           continue
-        out.append(dataclasses.replace(cell, config=_config(cfg, dataset, method, seed, workdir)))
-  return out
+        manual_dir = os.path.join(cfg.out, dataset, f"manual_seed{seed}")
+        out.append(dataclasses.replace(
+            cell, config=_config(cfg, dataset, method, seed, workdir),
+            manual=_config(cfg, dataset, "manual", seed, manual_dir) if method == "pin_init"
+            else None))
+  return out if cfg.shard is None else out[cfg.shard[0]::cfg.shard[1]]
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+  """'I/N' -> (I, N) with 0 <= I < N; FlagError('shard') otherwise."""
+  if text is None:
+    return None
+  parts = text.split("/")
+  try:
+    i, n = (int(p) for p in parts) if len(parts) == 2 else (None, None)
+  except ValueError:
+    i = n = None
+  if i is None or not 0 <= i < n:
+    raise cli.FlagError("shard", f"must be I/N with 0 <= I < N (this process's share of N), "
+                        f"got {text!r}.")
+  return i, n
 
 
 def check(cfg: GridConfig) -> None:
@@ -177,20 +210,24 @@ def check(cfg: GridConfig) -> None:
   if cfg.report_only and (cfg.dry_run or not cfg.report):
     raise cli.FlagError("report_only", "writes the report and runs nothing: it cannot be combined "
                         "with " + ("--dry_run." if cfg.dry_run else "--noreport."))
+  if cfg.report_only and cfg.shard is not None:
+    raise cli.FlagError("shard", "--report_only reports the whole grid; run it without --shard.")
   for name in ("datasets", "seeds", "methods"):
     if not getattr(cfg, name):
       raise cli.FlagError(name, "give at least one.")
   for method in cfg.methods:
-    if method not in METHODS:
-      raise cli.FlagError("methods", f"unknown method {method!r}; choose from {list(METHODS)}.")
+    if method not in METHODS + EXTRA_METHODS:
+      raise cli.FlagError("methods", f"unknown method {method!r}; choose from "
+                          f"{list(METHODS + EXTRA_METHODS)}.")
   few_shot = sorted(k for k in data.DATASETS if "/" not in k and "_" not in k)
   for dataset in cfg.datasets:
     if dataset not in few_shot and not user_data.is_user(dataset):
       raise cli.FlagError("datasets", f"unknown few-shot data set {dataset!r}; choose from "
                           f"{few_shot}.")
-    if "manual" in cfg.methods and not manual.bundled_prompts(dataset):
-      raise cli.FlagError("datasets", f"no bundled manual prompts for {dataset!r} "
-                          f"(hpprompt/data/manual_prompts.tsv); drop 'manual' from --methods.")
+    for method in {"manual", "pin_init"} & set(cfg.methods):
+      if not manual.bundled_prompts(dataset):
+        raise cli.FlagError("datasets", f"no bundled manual prompts for {dataset!r} "
+                            f"(hpprompt/data/manual_prompts.tsv); drop {method!r} from --methods.")
   bundled = [d for d in cfg.datasets if not user_data.is_user(d)]
   splits = cfg.seeds if cfg.dataset_seed is None else (cfg.dataset_seed,)
   for name, value in user_data.fields(cfg).items():
@@ -208,10 +245,10 @@ def check(cfg: GridConfig) -> None:
   if cfg.rlprompt_prompts_per_step is not None and cfg.rlprompt_prompts_per_step < 1:
     raise cli.FlagError("rlprompt_prompts_per_step", "must be >= 1.")
   for pattern in cfg.only:
-    if not cells(dataclasses.replace(cfg, only=(pattern,))):
+    if not cells(dataclasses.replace(cfg, only=(pattern,), shard=None)):
       raise cli.FlagError("only", f"{pattern!r} matches no cell (cells are named "
                           "'<dataset>/<method>_seed<k>', e.g. 'sst-2/pin_seed0' or 'mr/*').")
-  for method in set(cfg.methods) & set(AGENT_METHODS):
+  for method in {"pin" if m == "pin_init" else m for m in cfg.methods} & {"pin", "rlprompt"}:
     fewshot.agent_config(_agent_config(cfg, method))
 
 
@@ -309,6 +346,8 @@ def run_cell(cell: Cell) -> dict:
   config = dataclasses.replace(cell.config, resume=bool(saved_steps(cell.workdir)))
   if cell.method == "manual":
     return manual.run(config)
+  if cell.method == "pin_init":
+    config = grid_init.resolve(config, cell.manual)
   if cell.method in AGENT_METHODS:
     return fewshot.run(config)
   return soft_prompt.run(config)
@@ -324,6 +363,7 @@ def command(cfg: GridConfig) -> str:
   parts = [f"--datasets={','.join(cfg.datasets)}", f"--seeds={','.join(map(str, cfg.seeds))}",
            f"--methods={','.join(cfg.methods)}", f"--out={cfg.out}"]
   parts += [f"--only={','.join(cfg.only)}"] if cfg.only else []
+  parts += [f"--shard={cfg.shard[0]}/{cfg.shard[1]}"] if cfg.shard else []
   parts += [f"--dataset_seed={cfg.dataset_seed}"] if cfg.dataset_seed is not None else []
   parts += ["--report_only"] if cfg.report_only else []
   parts += [f"--report_dir={cfg.report_dir}"] if cfg.report_dir else []
@@ -391,7 +431,10 @@ def run(cfg: GridConfig, print_fn=print) -> dict:
            f"{sum(o == 'skipped' for o in outcome.values())} already done, {len(failed)} failed"
            + (f": {failed}" if failed else ""))
   finished = [c.workdir for c in grid if status(c.workdir) == "done"]
-  if cfg.report and finished:
+  if cfg.shard is not None:
+    print_fn(f"[grid] shard {cfg.shard[0]}/{cfg.shard[1]} finished; when every shard is, write the "
+             f"report: {command(dataclasses.replace(cfg, shard=None, report_only=True))}")
+  elif cfg.report and finished:
     write_report(cfg, finished)
     print_fn(f"[grid] report of {len(finished)} finished cells: "
              f"{os.path.join(cfg.report_dir or os.path.join(cfg.out, 'report'), 'report.md')}")

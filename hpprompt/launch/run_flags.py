@@ -100,7 +100,7 @@ def data_values() -> dict:
 
 # Agent settings every agent launcher exposes (None: the preset's / CPU default's value).
 AGENT_FIELDS = ("prompt_length", "prompts_per_step", "loss", "filter_top_k", "sampling_top_k",
-                "replay_batch", "replay_capacity", "learning_rate", "mlp_hidden")
+                "replay_batch", "replay_capacity", "learning_rate", "mlp_hidden", "init_prompt")
 
 
 def define_agent(prompt_length_help: str = "Prompt tokens (preset/CPU default if unset).",
@@ -116,6 +116,9 @@ def define_agent(prompt_length_help: str = "Prompt tokens (preset/CPU default if
   flags.DEFINE_float("learning_rate", None, learning_rate_help)
   flags.DEFINE_integer("mlp_hidden", None, "Hidden width of the policy's MLP head.")
   flags.DEFINE_string("source_token", None, "Token the prompt follows (default: the policy's BOS).")
+  flags.DEFINE_string("init_prompt", None, "Starting prompt, e.g. 'It was': the policy is warmed "
+                      "up to it and it is the best prompt until a better one scores higher on dev "
+                      "(exactly --prompt_length tokens of the policy tokenizer).")
 
 
 # A top-k mechanism a method's preset leaves off: giving it a k on the command line would silently

@@ -186,15 +186,21 @@ def table(tmp_path_factory, tiny_gpt2_dir, tiny_roberta_dir, data_roots, broken_
   values = {"T": tiny_gpt2_dir, "R": tiny_roberta_dir, "D": data_roots["good"]}
   values.update({f"data:{k}": v for k, v in data_roots.items()})
   values.update({f"model:{k}": v for k, v in broken_models.items()})
+  return run_table(root, CASES, values, LAUNCHERS, BASE)
+
+
+def run_table(root, cases_table, values: dict, launchers: dict, base: dict) -> dict:
+  """Runs a table of (launcher, case id, extra flags, expected, set-up) rows, each launcher's in
+  one driver process; {(launcher, case id): driver result}."""
   out = {}
-  for launcher, script in LAUNCHERS.items():
+  for launcher, script in launchers.items():
     cases, keys = [], []
-    for who, name, extra, _, kind in CASES:
+    for who, name, extra, _, kind in cases_table:
       if who != launcher:
         continue
       folder = str(root / launcher / name)
       _setup(folder, kind)
-      argv = [_fill(a, {**values, "C": folder}) for a in BASE[launcher] + extra]
+      argv = [_fill(a, {**values, "C": folder}) for a in base[launcher] + extra]
       cases.append({"argv": argv, "dir": folder})
       keys.append((launcher, name))
     cases_path, results_path = root / f"{launcher}.json", root / f"{launcher}.out.json"
