@@ -7,15 +7,13 @@ import errno
 import json
 import os
 import struct
-import subprocess
-import sys
 import zlib
 
 import pytest
 
 from tests.launch.bad_inputs_test import BASE as FEW_BASE
 from tests.launch.bad_inputs_test import REPO
-from tests.launch.bad_inputs_test import _fill
+from tests.launch.bad_inputs_test import run_table
 
 pytestmark = pytest.mark.slow
 LAUNCHERS = {"st": "style_transfer.py", "est": "evaluate_style_transfer.py",
@@ -161,26 +159,7 @@ def table(tmp_path_factory, tiny_gpt2_dir, tiny_roberta_dir, data_roots):
   root = tmp_path_factory.mktemp("bad_inputs_st_ti")
   values = {"T": tiny_gpt2_dir, "R": tiny_roberta_dir, "D": data_roots["good"],
             "I": _image(str(root))}
-  out = {}
-  for launcher, script in LAUNCHERS.items():
-    cases, keys = [], []
-    for who, name, extra, _, kind in CASES:
-      if who != launcher:
-        continue
-      folder = str(root / launcher / name)
-      _setup(folder, kind)
-      argv = [_fill(a, {**values, "C": folder}) for a in BASE[launcher] + extra]
-      cases.append({"argv": argv, "dir": folder})
-      keys.append((launcher, name))
-    cases_path, results_path = root / f"{launcher}.json", root / f"{launcher}.out.json"
-    cases_path.write_text(json.dumps(cases))
-    proc = subprocess.run([sys.executable, "-m", "tests.launch.driver",
-                           os.path.join(REPO, "experiments", script), str(cases_path),
-                           str(results_path)], cwd=REPO, capture_output=True, text=True,
-                          timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out.update(zip(keys, json.loads(results_path.read_text())))
-  return out
+  return run_table(root, CASES, values, LAUNCHERS, BASE, setup=_setup)
 
 
 @pytest.mark.parametrize("launcher,name,extra,expected,kind", CASES,

@@ -189,9 +189,11 @@ def table(tmp_path_factory, tiny_gpt2_dir, tiny_roberta_dir, data_roots, broken_
   return run_table(root, CASES, values, LAUNCHERS, BASE)
 
 
-def run_table(root, cases_table, values: dict, launchers: dict, base: dict) -> dict:
+def run_table(root, cases_table, values: dict, launchers: dict, base: dict,
+              setup=_setup) -> dict:
   """Runs a table of (launcher, case id, extra flags, expected, set-up) rows, each launcher's in
-  one driver process; {(launcher, case id): driver result}."""
+  one driver process; {(launcher, case id): driver result}. `setup(folder, kind)` prepares a
+  case's folder; `{C}` is filled last (a value may hold it)."""
   out = {}
   for launcher, script in launchers.items():
     cases, keys = [], []
@@ -199,7 +201,7 @@ def run_table(root, cases_table, values: dict, launchers: dict, base: dict) -> d
       if who != launcher:
         continue
       folder = str(root / launcher / name)
-      _setup(folder, kind)
+      setup(folder, kind)
       argv = [_fill(a, {**values, "C": folder}) for a in base[launcher] + extra]
       cases.append({"argv": argv, "dir": folder})
       keys.append((launcher, name))

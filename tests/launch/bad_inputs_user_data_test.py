@@ -6,16 +6,12 @@ arguments, case folders and `{...}` filling) and tests/launch/driver.py (one pro
 import csv
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 from tests.launch.bad_inputs_test import BASE
 from tests.launch.bad_inputs_test import LAUNCHERS
-from tests.launch.bad_inputs_test import REPO
-from tests.launch.bad_inputs_test import _fill
-from tests.launch.bad_inputs_test import _setup
+from tests.launch.bad_inputs_test import run_table
 
 pytestmark = pytest.mark.slow
 SCRIPTS = {**LAUNCHERS, "grid": "results_grid.py"}
@@ -103,24 +99,11 @@ def table(tmp_path_factory, tiny_gpt2_dir, data_roots, user_files):
   root = tmp_path_factory.mktemp("bad_user_data")
   values = {"T": tiny_gpt2_dir, "D": data_roots["good"],
             **{f"u:{k}": v for k, v in user_files.items()}}
+  rows = [(who, name, extra, expected, None) for who, name, extra, expected in CASES]
   out = {}
-  for launcher, script in SCRIPTS.items():
-    cases, keys = [], []
-    for who, name, extra, _ in CASES:
-      if who == launcher:
-        folder = str(root / launcher / name)
-        _setup(folder, None)
-        fill = {"ds": DATASET_FLAG[launcher], **values, "C": folder}   # {ds} first: it holds {C}
-        cases.append({"argv": [_fill(a, fill) for a in ARGS[launcher] + extra], "dir": folder})
-        keys.append((launcher, name))
-    cases_path, results_path = root / f"{launcher}.json", root / f"{launcher}.out.json"
-    cases_path.write_text(json.dumps(cases))
-    proc = subprocess.run([sys.executable, "-m", "tests.launch.driver",
-                           os.path.join(REPO, "experiments", script), str(cases_path),
-                           str(results_path)], cwd=REPO, capture_output=True, text=True,
-                          timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out.update(zip(keys, json.loads(results_path.read_text())))
+  for launcher, script in SCRIPTS.items():    # {ds} first: it holds {C}, which is filled last
+    out.update(run_table(root, rows, {"ds": DATASET_FLAG[launcher], **values}, {launcher: script},
+                         ARGS))
   return out
 
 
