@@ -20,11 +20,9 @@ refused. A full disk stops the run in one line naming the last good checkpoint.
 """
 import contextlib
 import csv
-import dataclasses
 import errno
 import io
 import json
-import math
 import os
 import signal
 import sys
@@ -32,14 +30,15 @@ import threading
 import time
 import uuid
 
-import jax
-import jax.numpy as jnp
-import numpy as np
 
 from hpprompt.training import lock as lock_lib
 from hpprompt.training.checkpoint import CheckpointError
 from hpprompt.training.checkpoint import Checkpointer
 from hpprompt.training.checkpoint import SaveError
+from hpprompt.training.finite import NonFiniteError  # noqa: F401  (public: run.NonFiniteError)
+from hpprompt.training.finite import jsonable as _jsonable
+from hpprompt.training.finite import all_finite  # noqa: F401  (public)
+from hpprompt.training.finite import check_finite  # noqa: F401  (public)
 from hpprompt.training.sharding import is_main_process
 from hpprompt.training.sharding import sync_processes
 from hpprompt.training.writers import TensorBoardWriter
@@ -93,61 +92,6 @@ class RunError(ValueError):
 
 class DiskFullError(ValueError):
   """The disk filled up during a run (the last good checkpoint is kept)."""
-
-
-class NonFiniteError(ValueError):
-  """A training quantity (loss, gradient norm, reward, parameters) became NaN or infinite."""
-
-
-def check_finite(step: int, run: "Run | None" = None, **quantities) -> None:
-  """NonFiniteError naming the step and the first non-finite quantity (scalars or arrays)."""
-  for name, value in quantities.items():
-    if isinstance(value, (bool, np.bool_)):   # a precomputed "all finite"
-      finite = bool(value)
-    else:
-      try:
-        finite = bool(np.all(np.isfinite(np.asarray(value, np.float64))))
-      except (TypeError, ValueError):
-        continue
-    if not finite:
-      kept = "" if run is None else (f"; the last good checkpoint is step {run.saved_step}"
-                                     if run.saved_step is not None else "; no checkpoint was kept")
-      what = name.replace("_", " ")
-      raise NonFiniteError(f"training stopped at step {step}: non-finite {what}{kept}; no prompt "
-                           "of that step was recorded. Lower --learning_rate.")
-
-
-@jax.jit
-def _all_finite(tree) -> jax.Array:
-  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
-            if jnp.issubdtype(x.dtype, jnp.inexact)]
-  return jnp.all(jnp.asarray(leaves)) if leaves else jnp.asarray(True)
-
-
-def all_finite(tree) -> bool:
-  """Whether every floating-point array of a pytree is finite (one device reduction)."""
-  return bool(_all_finite(tree))
-
-
-def _finite_or_none(value: float):
-  return value if math.isfinite(value) else None
-
-
-def _jsonable(value):
-  if isinstance(value, float):
-    return _finite_or_none(value)
-  if dataclasses.is_dataclass(value):
-    return {k: _jsonable(v) for k, v in dataclasses.asdict(value).items()}
-  if isinstance(value, dict):
-    return {k: _jsonable(v) for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [_jsonable(v) for v in value]
-  if isinstance(value, (str, int, float, bool)) or value is None:
-    return value
-  try:
-    return _finite_or_none(float(value))
-  except (TypeError, ValueError):
-    return str(value)
 
 
 # Config keys that may differ between a run and its --resume: a moved or copied run directory, a
