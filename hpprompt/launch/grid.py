@@ -13,7 +13,8 @@ returns, and the grid clears JAX's compilation caches between cells, so memory d
 `shard=(i, n)` runs only cells i, i + n, i + 2n, ... of the grid's fixed order: n processes or
 machines given 0..n-1 share one OUT without overlap and without a coordinator (a Slurm array, Ray
 tasks, ssh); each is resumable like the whole grid, none writes the report, and
-`report_only` writes it once they are all done.
+`report_only` writes it once they are all done. A grid holds `OUT` (a shard `OUT/.shards/I-of-N`)
+for its process, and every cell's run directory is held by the run in it.
 
 A cell whose `results.json` holds a test metric is done and skipped; one with a checkpoint continues
 (`--resume`); anything else starts (again). A failing cell is recorded in `OUT/grid_log.jsonl` (one
@@ -313,7 +314,10 @@ def run(cfg: GridConfig, print_fn=print) -> dict:
     print_fn(f"[grid] report of {len(finished)} finished cells (of {len(grid)}): "
              f"{os.path.join(cfg.report_dir or os.path.join(cfg.out, 'report'), 'report.md')}")
     return {c.name: status(c.workdir) for c in grid}
-  cli.hold_dir(cfg.out, "out")          # one grid per --out at a time
+  if cfg.shard is None:
+    cli.hold_dir(cfg.out, "out")        # one grid per --out at a time
+  else:                                 # shards share --out; each holds its own share (cells: runs)
+    cli.hold_dir(os.path.join(cfg.out, ".shards", "{}-of-{}".format(*cfg.shard)), "shard")
   outcome = {}
   for i, cell in enumerate(grid, 1):
     state = status(cell.workdir)

@@ -180,12 +180,13 @@ def test_bad_input_is_one_line_exit_2(table, launcher, name, extra, expected, ki
 
 def _full_disk(monkeypatch, only_results: bool):
   """fsync fails with ENOSPC (as on a full disk): for every file, or only for the results file's
-  temporary copy (the disk fills up during the scoring)."""
+  temporary copy (`writers.write_file`'s `.<name>.<hex>.tmp`: the disk fills up during the
+  scoring)."""
   fsync = os.fsync
 
   def full(fd):
     name = os.readlink(f"/proc/self/fd/{fd}")
-    if not only_results or name.endswith(".json.tmp"):
+    if not only_results or name.endswith(".tmp"):
       raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     return fsync(fd)
   monkeypatch.setattr(os, "fsync", full)

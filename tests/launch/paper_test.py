@@ -87,6 +87,9 @@ AGENT_FIELDS = [f.name for f in dataclasses.fields(AgentConfig)]
 # z-scores nothing (tasks/textual_inversion.py passes its rewards as `shaped`, as clip_reward.py).
 UNUSED = {"rlprompt": {"agent.replay_capacity", "agent.replay_batch"},
           "ti pin": {"agent.reward_zscore"}}
+# Agent settings of hpprompt's own with no official counterpart: the starting prompt
+# (`--init_prompt`, README "Starting from a known prompt"); --paper leaves it off.
+HPPROMPT_ONLY = {"agent.init_prompt", "agent.init_prob"}
 # --paper values that are hpprompt's own, with the reason (README "Deliberate differences").
 DELIBERATE = {
     # `pin` is PIN's sparse method (algo=sparse-ql, as its style-transfer / CLIP commands run it);
@@ -173,8 +176,9 @@ def test_every_paper_value_matches_the_official_file(paper_settings, setup):
   assert not unlisted, f"{setup}: --paper sets {sorted(unlisted)} without an official source"
   if any(k.startswith("agent.") for k in got):
     unused = UNUSED.get(setup.split(" ", 1)[1], set()) | UNUSED.get(setup, set())
-    missing = {f"agent.{f}" for f in AGENT_FIELDS} - set(table) - unused
+    missing = {f"agent.{f}" for f in AGENT_FIELDS} - set(table) - unused - HPPROMPT_ONLY
     assert not missing, f"{setup}: agent settings without an official value {sorted(missing)}"
+    assert got.get("agent.init_prompt") is None, f"{setup}: --paper starts from a prompt"
 
 
 def test_paper_samples_special_tokens_in_every_agent_setup(paper_settings):
