@@ -1,0 +1,209 @@
+"""Textual inversion with ground truth: do PIN, RLPrompt and PEZ name what a held-out image shows?
+
+The CLIP is the synthetic one of `hpprompt.launch.synthetic_clip` (its `clip/synthetic.json` says
+how to re-render its held-out split). The first `targets` held-out images are written as PNGs and
+each method inverts them through the textual-inversion launcher itself
+(`launch.textual_inversion.run`, one run per method and seed; the agent / PEZ loops are not
+copied). Every method gets the same budget, counted in prompts the CLIP scores while searching:
+the agent scores `prompts_per_step` prompts per step for `agent_steps` steps, PEZ one prompt (with
+its gradient) per step for `agent_steps * prompts_per_step` steps; all find prompts of
+`prompt_length` tokens (policy tokens for the agent, CLIP tokens for PEZ).
+
+Metric, on each target's best prompt (the launcher's rank-1 prompt): attribute recovery
+(`synthetic_shapes.recovered`): the prompt names the image's colour and no other colour, the same
+for its shape, and both together, against chance (one uniform guess: 1/#colours, 1/#shapes,
+1/(#colours x #shapes)); background and position too; and the prompt's CLIP score beside the
+score of the image's true caption. Per seed the rates are means over targets; the table gives the
+mean over seeds, its standard error and a 95% t-interval (n = #seeds).
+
+`run` writes to `out`: `recovery.json` (everything, per seed and per target), `recovery.md` (the
+table) and `contact_sheet.png` (each target, its true caption and every method's prompt for the
+first seed). Run directories (checkpoints, metrics) go to `runs_dir`; an interrupted run continues
+where it stopped when called again (finished method-seed runs are read back, unfinished ones
+resumed by the launcher's --resume).
+"""
+import dataclasses
+import json
+import os
+import time
+
+import numpy as np
+
+from hpprompt.launch import contact_sheet
+from hpprompt.launch import synthetic_clip
+from hpprompt.launch import textual_inversion as ti_launch
+from hpprompt.tasks import synthetic_shapes as shapes
+
+AGENT_METHODS = ("pin", "rlprompt")
+METRICS = ("colour", "shape", "both", "background", "position")
+
+
+@dataclasses.dataclass(frozen=True)
+class RecoveryConfig:
+  clip: str = "runs/synthetic_clip/clip"     # a synthetic_clip model directory
+  out: str = "runs/ti_recovery"              # reports
+  runs_dir: str | None = None                # run directories (default: <out>/runs)
+  methods: tuple = ("pin", "rlprompt", "pez")
+  seeds: tuple = (0, 1, 2)
+  targets: int = 4
+  prompt_length: int = 4
+  agent_steps: int = 20
+  prompts_per_step: int = 16
+  evaluations: int = 4                       # validations / PEZ projections scored per run
+  policy_lm: str = "smollm2"
+
+  @property
+  def budget(self) -> int:
+    """Prompts scored by the CLIP during one search (per target)."""
+    return self.agent_steps * self.prompts_per_step
+
+
+def chance() -> dict:
+  c = {a: shapes.chance(a) for a in shapes.ATTRIBUTES}
+  c["both"] = c["colour"] * c["shape"]
+  return c
+
+
+def launcher_config(cfg: RecoveryConfig, method: str, seed: int, image_dir: str,
+                    workdir: str) -> ti_launch.TextualInversionConfig:
+  """The textual-inversion launcher's config for one method and seed at the shared budget."""
+  if method == "pez":
+    steps, pez, agent = cfg.budget, {"prompt_length": cfg.prompt_length}, {}
+  elif method in AGENT_METHODS:
+    steps, pez = cfg.agent_steps, {}
+    agent = {**ti_launch.CPU_AGENT_OVERRIDES, "prompt_length": cfg.prompt_length,
+             "prompts_per_step": cfg.prompts_per_step}
+  else:
+    raise ValueError(f"unknown method {method!r}; choose from pez, {', '.join(AGENT_METHODS)}.")
+  every = max(1, steps // cfg.evaluations)
+  return ti_launch.TextualInversionConfig(
+      method=method, image=image_dir, clip=cfg.clip, policy_lm=cfg.policy_lm, agent=agent,
+      pez=pez, steps=steps, eval_every=every, log_every=every, checkpoint_every=steps,
+      seed=seed, workdir=workdir, resume=os.path.isdir(workdir) and bool(os.listdir(workdir)),
+      top_prompts=1)
+
+
+def write_targets(cfg: RecoveryConfig, directory: str) -> list[tuple[str, shapes.Attributes,
+                                                                       np.ndarray]]:
+  """The first `cfg.targets` held-out images as PNGs: [(path, attributes, image)]."""
+  from PIL import Image  # noqa: PLC0415
+  held = synthetic_clip.heldout(synthetic_clip.read_settings(cfg.clip), cfg.targets)
+  os.makedirs(directory, exist_ok=True)
+  out = []
+  for i, (image, attrs) in enumerate(zip(held.images, held.attributes)):
+    path = os.path.join(directory, f"{i:02d}.png")
+    Image.fromarray(image).save(path)
+    out.append((path, attrs, image))
+  return out
+
+
+def run_method(cfg: RecoveryConfig, method: str, seed: int, image_dir: str, log=print) -> dict:
+  """The launcher's results.json of one method and seed (run, resumed or read back)."""
+  workdir = os.path.join(cfg.runs_dir or os.path.join(cfg.out, "runs"), f"{method}-seed{seed}")
+  done = os.path.join(workdir, "results.json")
+  if os.path.exists(done):
+    with open(done) as f:
+      return json.load(f)
+  t0 = time.time()
+  results = ti_launch.run(launcher_config(cfg, method, seed, image_dir, workdir))
+  results["wall_seconds"] = time.time() - t0
+  with open(done, "w") as f:     # again, with the wall time
+    json.dump(results, f, indent=2)
+  log(f"{method} seed {seed}: {results['wall_seconds']:.0f}s")
+  return results
+
+
+def score_targets(results: dict, targets) -> list[dict]:
+  """Per target: the best prompt, its CLIP score and which attributes it recovers."""
+  rows = []
+  for (path, attrs, _), t in zip(targets, results["targets"]):
+    if os.path.basename(t["target"]) != os.path.basename(path):
+      raise ValueError(f"target order differs: {t['target']} vs {path}.")
+    best = t["best"] or {"prompt": "", "clip_score": float("nan")}
+    rows.append({"target": os.path.basename(path), "truth": attrs.as_dict(),
+                 "prompt": best["prompt"], "clip_score": best["clip_score"],
+                 "recovered": shapes.recovered(best["prompt"], attrs)})
+  return rows
+
+
+def summarize(values: list[float]) -> dict:
+  """Mean, standard error and 95% t-interval over seeds."""
+  from scipy import stats  # noqa: PLC0415
+  x = np.asarray(values, float)
+  mean = float(x.mean())
+  se = float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")
+  half = float(stats.t.ppf(0.975, len(x) - 1) * se) if len(x) > 1 else float("nan")
+  return {"mean": mean, "se": se, "ci95": [mean - half, mean + half], "per_seed": x.tolist()}
+
+
+def true_caption_scores(cfg: RecoveryConfig, targets) -> list[float]:
+  """CLIP score of each target's canonical caption (what a perfect inversion would reach)."""
+  from hpprompt.models import clip_loader  # noqa: PLC0415
+  from hpprompt.tasks import textual_inversion as ti_task  # noqa: PLC0415
+  model, tokenizer, preprocess = clip_loader.load_clip(cfg.clip)
+  scorer = ti_task.CLIPScorer(model, tokenizer, preprocess=preprocess)
+  embeds = scorer.image_embeds([im for _, _, im in targets])
+  text = scorer.text_embeds([a.caption(0) for _, a, _ in targets])
+  return [float(x) for x in np.sum(embeds * text, axis=1)]
+
+
+def table(report: dict) -> str:
+  c = report["chance"]
+  head = ("| method | colour | shape | colour & shape | background | position | CLIP score |\n"
+          "| --- | --- | --- | --- | --- | --- | --- |\n")
+  cell = lambda s: f"{s['mean']:.2f} ± {s['se']:.2f} [{s['ci95'][0]:.2f}, {s['ci95'][1]:.2f}]"
+  rows = [f"| {m} | " + " | ".join(cell(r[k]) for k in (*METRICS, "clip_score")) + " |"
+          for m, r in report["methods"].items()]
+  rows.append("| chance | " + " | ".join(f"{c[k]:.3f}" for k in METRICS) + " | |")
+  rows.append(f"| true caption | 1 | 1 | 1 | 1 | 1 | {np.mean(report['true_caption_scores']):.3f} |")
+  return head + "\n".join(rows) + "\n"
+
+
+def write_contact_sheet(path: str, targets, per_method: dict, seed: int) -> None:
+  from PIL import Image  # noqa: PLC0415
+  rows = []
+  for i, (_, attrs, image) in enumerate(targets):
+    big = np.asarray(Image.fromarray(image).resize((128, 128), Image.Resampling.NEAREST))
+    records = [{"prompt": f"{m}: {rows_[i]['prompt']!r} ({sum(rows_[i]['recovered'][k] for k in ('colour', 'shape'))}/2)",
+                "clip_score": rows_[i]["clip_score"]}
+               for m, rows_ in ((m, per_method[m][seed]) for m in per_method)]
+    rows.append((f"true: {attrs.caption(0)}", big, records))
+  contact_sheet.write(path, rows)
+
+
+def run(cfg: RecoveryConfig, log=print) -> dict:
+  os.makedirs(cfg.out, exist_ok=True)
+  runs_dir = cfg.runs_dir or os.path.join(cfg.out, "runs")
+  targets = write_targets(cfg, os.path.join(runs_dir, "targets"))
+  per_method, walls = {}, {}
+  for method in cfg.methods:
+    per_method[method], walls[method] = {}, []
+    for seed in cfg.seeds:
+      results = run_method(cfg, method, seed, os.path.join(runs_dir, "targets"), log)
+      per_method[method][seed] = score_targets(results, targets)
+      walls[method].append(results.get("wall_seconds"))
+  report = {"config": {**dataclasses.asdict(cfg), "budget_prompts_scored": cfg.budget},
+            "chance": chance(), "true_caption_scores": true_caption_scores(cfg, targets),
+            "targets": [{"target": os.path.basename(p), "truth": a.as_dict(),
+                         "caption": a.caption(0)} for p, a, _ in targets],
+            "methods": {}}
+  for method, by_seed in per_method.items():
+    entry = {k: summarize([np.mean([r["recovered"][k] for r in rows]) for rows in by_seed.values()])
+             for k in METRICS}
+    entry["clip_score"] = summarize([np.mean([r["clip_score"] for r in rows])
+                                     for rows in by_seed.values()])
+    entry["wall_seconds"] = walls[method]
+    entry["per_seed"] = {str(s): rows for s, rows in by_seed.items()}
+    report["methods"][method] = entry
+  with open(os.path.join(cfg.out, "recovery.json"), "w") as f:
+    json.dump(report, f, indent=2)
+  md = table(report)
+  with open(os.path.join(cfg.out, "recovery_table.md"), "w") as f:
+    f.write(md)
+  write_contact_sheet(os.path.join(cfg.out, "contact_sheet.png"), targets, per_method,
+                      cfg.seeds[0])
+  log(md)
+  return report
+
+
+__all__ = ("RecoveryConfig", "chance", "run", "score_targets", "summarize", "table")
