@@ -122,6 +122,7 @@ def score_targets(results: dict, targets) -> list[dict]:
     best = t["best"] or {"prompt": "", "clip_score": float("nan")}
     rows.append({"target": os.path.basename(path), "truth": attrs.as_dict(),
                  "prompt": best["prompt"], "clip_score": best["clip_score"],
+                 "perplexity": best.get("perplexity", float("nan")),
                  "recovered": shapes.recovered(best["prompt"], attrs)})
   return rows
 
@@ -215,7 +216,7 @@ def write_contact_sheet(path: str, targets, per_method: dict, seed: int) -> None
   for i, (_, attrs, image) in enumerate(targets):
     big = np.asarray(Image.fromarray(image).resize((128, 128), Image.Resampling.NEAREST))
     records = [{"prompt": f"{m}: {rows_[i]['prompt']!r} ({sum(rows_[i]['recovered'][k] for k in ('colour', 'shape'))}/2)",
-                "clip_score": rows_[i]["clip_score"]}
+                "clip_score": rows_[i]["clip_score"], "perplexity": rows_[i]["perplexity"]}
                for m, rows_ in ((m, per_method[m][seed]) for m in per_method)]
     rows.append((f"true: {attrs.caption(0)}", big, records))
   contact_sheet.write(path, rows)
