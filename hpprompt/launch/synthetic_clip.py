@@ -36,12 +36,12 @@ class SyntheticCLIPConfig:
   train_images: int = 2000
   heldout_images: int = 360
   image_size: int = 32
-  patch_size: int = 4
+  patch_size: int = 8
   width: int = 64
   layers: int = 2
   heads: int = 4
   context_length: int = 32
-  steps: int = 800
+  steps: int = 600
   batch_size: int = 128
   learning_rate: float = 3e-3
   eval_every: int = 100
