@@ -29,5 +29,5 @@ mkdir -p "$DOCS"
 cp "$OUT/synthetic_clip/training.json" "$OUT/synthetic_clip/curves.png" "$DOCS/"
 nice "$PYTHON" experiments/ti_recovery.py --clip="$OUT/synthetic_clip/clip" --out="$DOCS" \
   --runs_dir="$OUT/recovery" --methods=pin,rlprompt,pez --seeds=0,1,2 --targets=4 \
-  --prompt_length=4 --agent_steps=15 --prompts_per_step=16 --evaluations=5
+  --prompt_length=4 --agent_steps=15 --prompts_per_step=16 --evaluations=5 --pez_init=uniform
 echo "total: $(( $(date +%s) - start )) s"

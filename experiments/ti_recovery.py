@@ -25,6 +25,7 @@ flags.DEFINE_integer("agent_steps", D.agent_steps, "Agent steps; PEZ gets steps 
 flags.DEFINE_integer("prompts_per_step", D.prompts_per_step, "Agent prompts per step.")
 flags.DEFINE_integer("evaluations", D.evaluations, "Validations per run.")
 flags.DEFINE_string("policy_lm", D.policy_lm, "The agent's policy LM.")
+flags.DEFINE_string("pez_init", D.pez_init, "PEZ's start: uniform (seeded vectors) or vocab.")
 FLAGS = flags.FLAGS
 
 
@@ -36,7 +37,7 @@ def main(argv):
       seeds=tuple(int(s) for s in FLAGS.seeds), targets=FLAGS.targets,
       prompt_length=FLAGS.prompt_length, agent_steps=FLAGS.agent_steps,
       prompts_per_step=FLAGS.prompts_per_step, evaluations=FLAGS.evaluations,
-      policy_lm=FLAGS.policy_lm))
+      policy_lm=FLAGS.policy_lm, pez_init=FLAGS.pez_init))
 
 
 if __name__ == "__main__":

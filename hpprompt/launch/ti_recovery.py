@@ -50,6 +50,10 @@ class RecoveryConfig:
   agent_steps: int = 20
   prompts_per_step: int = 16
   evaluations: int = 4                       # validations / PEZ projections scored per run
+  # PEZ's CLIP config draws its start rows uniformly over the 49,408 ids ('vocab'); in the
+  # synthetic CLIP all but the caption tokens' rows are zero, so every seed would start from the
+  # zero prompt and follow the same path. 'uniform' starts from seeded random vectors.
+  pez_init: str = "uniform"
   policy_lm: str = "smollm2"
 
   @property
@@ -68,7 +72,8 @@ def launcher_config(cfg: RecoveryConfig, method: str, seed: int, image_dir: str,
                     workdir: str) -> ti_launch.TextualInversionConfig:
   """The textual-inversion launcher's config for one method and seed at the shared budget."""
   if method == "pez":
-    steps, pez, agent = cfg.budget, {"prompt_length": cfg.prompt_length}, {}
+    steps, agent = cfg.budget, {}
+    pez = {"prompt_length": cfg.prompt_length, "init": cfg.pez_init}
   elif method in AGENT_METHODS:
     steps, pez = cfg.agent_steps, {}
     agent = {**ti_launch.CPU_AGENT_OVERRIDES, "prompt_length": cfg.prompt_length,
@@ -188,7 +193,7 @@ def markdown(report: dict, training: dict | None) -> str:
             f"{report['config']['budget_prompts_scored']} prompts scored by the CLIP per image "
             f"(agents: {c['agent_steps']} steps x {c['prompts_per_step']} prompts, policy "
             f"`{c['policy_lm']}`; PEZ: {report['config']['budget_prompts_scored']} projected-"
-            "gradient steps). Recovery: the best prompt names the image's value and no other "
+            f"gradient steps, init `{c['pez_init']}`). Recovery: the best prompt names the image's value and no other "
             "value of the attribute. Cells: mean over seeds ± standard error [95% t-interval].",
             "", table(report), "", "Wall seconds per run (all targets): " + "; ".join(
                 f"{m} {', '.join(f'{w:.0f}' for w in r['wall_seconds'] if w is not None)}"
@@ -206,7 +211,15 @@ def markdown(report: dict, training: dict | None) -> str:
         cells.append(f"`{text}` {row['clip_score']:.2f} {mark}".strip())
     lines.append(f"| {t['target']} ({t['caption']}) | " + " | ".join(cells) + " |")
   lines += ["", "C / S: the prompt recovers the colour / the shape. Numbers: CLIP score of the "
-            "prompt.", ""]
+            "prompt.", "", "Reproduce (CLIP, then the searches; also writes this file): "
+            "`bash benchmarks/run_issue21_ti.sh`, i.e.", "", "```bash",
+            "python experiments/train_synthetic_clip.py --out=runs/issue21_ti/synthetic_clip",
+            f"python experiments/ti_recovery.py --clip=runs/issue21_ti/synthetic_clip/clip "
+            f"--out=docs/textual_inversion --runs_dir=runs/issue21_ti/recovery "
+            f"--methods={','.join(report['methods'])} --seeds={','.join(map(str, c['seeds']))} "
+            f"--targets={c['targets']} --prompt_length={c['prompt_length']} "
+            f"--agent_steps={c['agent_steps']} --prompts_per_step={c['prompts_per_step']} "
+            f"--evaluations={c['evaluations']} --pez_init={c['pez_init']}", "```", ""]
   return "\n".join(lines)
 
 
