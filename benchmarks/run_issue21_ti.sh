@@ -8,7 +8,7 @@
 #   OUT=/tmp/issue21 bash benchmarks/run_issue21_ti.sh      # run directories elsewhere
 #
 # Duration on a 2-core VM shared with other jobs (load ~8): ~4 min for the CLIP (600 steps),
-# ~25 min for the 9 searches (agents dominate: ~3-4 s a step with SmolLM2-135M as policy).
+# ~30 min for the 9 searches of 8 targets (agents dominate: ~2 s a step with SmolLM2-135M as policy).
 # Interrupted, it continues: the CLIP is kept once trained, finished searches are read back and
 # the unfinished one resumes. The CLIP weights (~13 MB) stay in $OUT (not committed).
 set -euo pipefail
@@ -28,6 +28,6 @@ echo "CLIP: $(( $(date +%s) - start )) s"
 mkdir -p "$DOCS"
 cp "$OUT/synthetic_clip/training.json" "$OUT/synthetic_clip/curves.png" "$DOCS/"
 nice "$PYTHON" experiments/ti_recovery.py --clip="$OUT/synthetic_clip/clip" --out="$DOCS" \
-  --runs_dir="$OUT/recovery" --methods=pin,rlprompt,pez --seeds=0,1,2 --targets=4 \
+  --runs_dir="$OUT/recovery" --methods=pin,rlprompt,pez --seeds=0,1,2 --targets=8 \
   --prompt_length=4 --agent_steps=15 --prompts_per_step=16 --evaluations=5 --pez_init=uniform
 echo "total: $(( $(date +%s) - start )) s"

@@ -106,12 +106,16 @@ def run_method(cfg: RecoveryConfig, method: str, seed: int, image_dir: str, log=
   """The launcher's results.json of one method and seed (run, resumed or read back)."""
   workdir = os.path.join(cfg.runs_dir or os.path.join(cfg.out, "runs"), f"{method}-seed{seed}")
   done = os.path.join(workdir, "results.json")
+  earlier = 0.0
   if os.path.exists(done):
     with open(done) as f:
-      return json.load(f)
-  t0 = time.time()
+      results = json.load(f)
+    if len(results["targets"]) == cfg.targets:
+      return results
+    earlier = results.get("wall_seconds") or 0.0   # more targets now: the launcher's --resume
+  t0 = time.time()                                 # skips the finished ones
   results = ti_launch.run(launcher_config(cfg, method, seed, image_dir, workdir))
-  results["wall_seconds"] = time.time() - t0
+  results["wall_seconds"] = earlier + time.time() - t0
   with open(done, "w") as f:     # again, with the wall time
     json.dump(results, f, indent=2)
   log(f"{method} seed {seed}: {results['wall_seconds']:.0f}s")
