@@ -85,7 +85,7 @@ def tiny_run(tmp_path_factory):
   """A synthetic CLIP trained for a few seconds, saved, and loaded back through the loader."""
   out = tmp_path_factory.mktemp("synthetic_clip")
   cfg = synthetic_clip.SyntheticCLIPConfig(
-      out=str(out), train_images=720, heldout_images=120, width=32, layers=1, heads=2,
+      out=str(out), train_images=480, heldout_images=72, width=32, layers=1, heads=2,
       context_length=16, steps=120, batch_size=96, learning_rate=5e-3, eval_every=120)
   results = synthetic_clip.run(cfg, log=lambda *a: None)
   return cfg, results
