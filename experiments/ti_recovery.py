@@ -14,7 +14,8 @@ from absl import logging
 from hpprompt.launch import ti_recovery as tr
 
 D = tr.RecoveryConfig()
-flags.DEFINE_string("clip", D.clip, "A synthetic CLIP directory (experiments/train_synthetic_clip).")
+flags.DEFINE_string("clip", D.clip,
+                    "A synthetic CLIP directory (experiments/train_synthetic_clip.py).")
 flags.DEFINE_string("out", D.out, "Report directory.")
 flags.DEFINE_string("runs_dir", None, "Run directories (default: <out>/runs).")
 flags.DEFINE_list("methods", list(D.methods), "pin, rlprompt, pez.")

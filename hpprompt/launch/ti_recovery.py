@@ -165,7 +165,8 @@ def table(report: dict) -> str:
   rows = [f"| {m} | " + " | ".join(cell(r[k]) for k in (*METRICS, "clip_score")) + " |"
           for m, r in report["methods"].items()]
   rows.append("| chance | " + " | ".join(f"{c[k]:.3f}" for k in METRICS) + " | |")
-  rows.append(f"| true caption | 1 | 1 | 1 | 1 | 1 | {np.mean(report['true_caption_scores']):.3f} |")
+  true = np.mean(report["true_caption_scores"])
+  rows.append(f"| true caption | 1 | 1 | 1 | 1 | 1 | {true:.3f} |")
   return head + "\n".join(rows) + "\n"
 
 
@@ -197,8 +198,9 @@ def markdown(report: dict, training: dict | None) -> str:
             f"{report['config']['budget_prompts_scored']} prompts scored by the CLIP per image "
             f"(agents: {c['agent_steps']} steps x {c['prompts_per_step']} prompts, policy "
             f"`{c['policy_lm']}`; PEZ: {report['config']['budget_prompts_scored']} projected-"
-            f"gradient steps, init `{c['pez_init']}`). Recovery: the best prompt names the image's value and no other "
-            "value of the attribute. Cells: mean over seeds ± standard error [95% t-interval].",
+            f"gradient steps, init `{c['pez_init']}`). Recovery: the best prompt names the "
+            "image's value and no other value of the attribute. Cells: mean over seeds ± "
+            "standard error [95% t-interval].",
             "", table(report), "", "Wall seconds per run (all targets): " + "; ".join(
                 f"{m} {', '.join(f'{w:.0f}' for w in r['wall_seconds'] if w is not None)}"
                 for m, r in report["methods"].items()), "", "## Prompts", "",
@@ -232,9 +234,12 @@ def write_contact_sheet(path: str, targets, per_method: dict, seed: int) -> None
   rows = []
   for i, (_, attrs, image) in enumerate(targets):
     big = np.asarray(Image.fromarray(image).resize((128, 128), Image.Resampling.NEAREST))
-    records = [{"prompt": f"{m}: {rows_[i]['prompt']!r} ({sum(rows_[i]['recovered'][k] for k in ('colour', 'shape'))}/2)",
-                "clip_score": rows_[i]["clip_score"], "perplexity": rows_[i]["perplexity"]}
-               for m, rows_ in ((m, per_method[m][seed]) for m in per_method)]
+    records = []
+    for method, by_seed in per_method.items():
+      row = by_seed[seed][i]
+      hits = sum(row["recovered"][k] for k in ("colour", "shape"))
+      records.append({"prompt": f"{method}: {row['prompt']!r} ({hits}/2 of colour, shape)",
+                      "clip_score": row["clip_score"], "perplexity": row["perplexity"]})
     rows.append((f"true: {attrs.caption(0)}", big, records))
   contact_sheet.write(path, rows)
 
