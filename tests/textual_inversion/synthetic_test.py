@@ -1,7 +1,6 @@
 """Issue 21's ground-truth CLIP: synthetic shapes, the contrastive loss, the OpenCLIP export, and a
 reduced end-to-end run (a briefly trained CLIP retrieves captions well above chance, and PEZ
 names the held-out images' colours well above chance)."""
-
 import numpy as np
 import pytest
 from scipy.special import logsumexp
