@@ -11,8 +11,8 @@ import time
 
 import numpy as np
 
-from hpprompt.baselines import pez
-from hpprompt.baselines.clip_task import CLIPPromptTask
+from hpprompt.gradient import pez
+from hpprompt.tasks.clip_task import CLIPPromptTask
 from hpprompt.launch import cli
 from hpprompt.training import sharding
 from hpprompt.training.run import Interrupted

@@ -32,17 +32,18 @@ import time
 import jax.numpy as jnp
 import numpy as np
 
-from hpprompt import baselines
+from hpprompt import gradient
 from hpprompt.launch import cli
-from hpprompt.launch import run_flags
 from hpprompt.launch import fewshot
 from hpprompt.launch import paper
+from hpprompt.launch import run_flags
 from hpprompt.launch import validate
 from hpprompt.metrics import classification
 from hpprompt.metrics import perplexity
 from hpprompt.models import hub
 from hpprompt.models.base import CausalLM
 from hpprompt.tasks import data
+from hpprompt.tasks import embedding_task
 from hpprompt.tasks import user_data
 from hpprompt.tasks import verbalizers
 from hpprompt.tasks.classification import ClassificationTask
@@ -94,9 +95,9 @@ def scores(logits: np.ndarray, labels) -> dict:
 
 def method_config(cfg: BaselineConfig):
   with cli.flag("method"):
-    if cfg.method not in baselines.METHODS:
-      raise ValueError(f"unknown method {cfg.method!r}; choose one of {sorted(baselines.METHODS)}.")
-  config_class = baselines.METHODS[cfg.method].config_class
+    if cfg.method not in gradient.METHODS:
+      raise ValueError(f"unknown method {cfg.method!r}; choose one of {sorted(gradient.METHODS)}.")
+  config_class = gradient.METHODS[cfg.method].config_class
   fields = {f.name for f in dataclasses.fields(config_class)}
   for key in cfg.options:
     if key not in fields:
@@ -186,10 +187,10 @@ def build(cfg: BaselineConfig):
   task = fewshot.load_task(cfg, mesh, {cfg.task_lm: (model, tokenizer)}, spec, splits)
   validate.task_context(task, method_cfg.prompt_length, "prompt_length")
   with cli.flag("template" if cfg.template else "task_lm"):
-    emb = baselines.EmbeddingTask(model, tokenizer, task.scorer.template,
+    emb = embedding_task.EmbeddingTask(model, tokenizer, task.scorer.template,
                                   fewshot.resolve_verbalizers(cfg, spec, tokenizer), mesh=mesh)
     emb.encode(task.train[:1], method_cfg.prompt_length)   # fail early on a bad template
-  return baselines.METHODS[cfg.method](emb, method_cfg), emb, task
+  return gradient.METHODS[cfg.method](emb, method_cfg), emb, task
 
 
 # ---- training ------------------------------------------------------------------------------------
@@ -228,7 +229,7 @@ def train(method, emb, task: ClassificationTask, run: Run, cfg: BaselineConfig) 
         batch = full
         if b < n:   # a function of (seed, step) only, so resuming draws the same batches
           rows = np.random.default_rng([cfg.seed, step]).choice(n, b, replace=False)
-          batch = emb.place_batch(baselines.embedding_task.take(full, rows))
+          batch = emb.place_batch(embedding_task.take(full, rows))
         new_state, metrics = method.train_step(state, batch)
         record = _float_metrics(metrics)
         check_finite(step + 1, run, loss=record["loss"],   # stop before logging or recording it

@@ -2,7 +2,7 @@
 
 `run(TextualInversionConfig(...))` is what `experiments/textual_inversion.py` calls. Each target
 image is one search, as in the papers (PIN: 10 targets x 3 seeds, averaged; methods.md §2.3): the
-agent's trainer (`agent.trainer.train`) or PEZ (`baselines.pez.PEZ` on a `CLIPPromptTask`) runs
+agent's trainer (`agent.trainer.train`) or PEZ (`gradient.pez.PEZ` on a `CLIPPromptTask`) runs
 in `<workdir>/<index>-<image name>/`, a run directory of its own (config, metrics, checkpoints,
 prompts.csv, results.json), and --resume continues each unfinished target exactly and skips the
 finished ones. The CLIP model, its encoded targets and the policy LM are loaded once.

@@ -28,20 +28,20 @@ import numpy as np
 from flax import nnx
 from flax import struct
 
-from hpprompt.baselines import packing
-from hpprompt.baselines.vocabulary import allowed_tokens  # noqa: F401  (re-exported)
-from hpprompt.baselines.vocabulary import nearest_ids  # noqa: F401
-from hpprompt.baselines.vocabulary import round_trip_tokens  # noqa: F401
 from hpprompt.models.base import CausalLM
 from hpprompt.models.cache import KVCache
 from hpprompt.models.cache import SharedPrefix
 from hpprompt.models.tokenizer import Tokenizer
+from hpprompt.tasks import packing
 from hpprompt.tasks.data import Example
 from hpprompt.tasks.scoring import verbalizer_logits
 from hpprompt.tasks.templates import MASK
 from hpprompt.tasks.templates import Template
 from hpprompt.tasks.templates import TemplateError
 from hpprompt.tasks.templates import verbalizer_ids
+from hpprompt.tasks.vocabulary import allowed_tokens  # noqa: F401  (re-exported)
+from hpprompt.tasks.vocabulary import nearest_ids  # noqa: F401
+from hpprompt.tasks.vocabulary import round_trip_tokens  # noqa: F401
 from hpprompt.training import sharding
 
 Array = jax.Array
