@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from hpprompt.launch import grid
-from hpprompt.launch import grid_init
+from hpprompt.orchestration import grid
+from hpprompt.orchestration import grid_init
 from tests import launch_utils
 from tests.launch.grid_test import grid_data_dir  # noqa: F401  (fixture)
 

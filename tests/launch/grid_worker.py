@@ -6,7 +6,7 @@ the shard test (tests/launch/grid_shard_test.py).
 import json
 import sys
 
-from hpprompt.launch import grid
+from hpprompt.orchestration import grid
 
 
 def main(path: str) -> None:
