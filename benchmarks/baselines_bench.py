@@ -48,7 +48,7 @@ def main(argv):
   rows = []
   for cached in (True, False):
     task = embedding_task.EmbeddingTask(model, tokenizer, spec.causal_template, spec.verbalizers,
-                                   cache_inputs=cached)
+                                        cache_inputs=cached)
     for name in FLAGS.methods if cached else ["soft"]:
       cls = gradient.METHODS[name]
       method = cls(task, cls.config_class(prompt_length=FLAGS.prompt_length))

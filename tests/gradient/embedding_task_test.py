@@ -55,7 +55,7 @@ def test_cached_equals_full_and_per_example_prompts(tiny_lm, sst2):
   examples = _short(sst2["train"])
   cached = embedding_task.EmbeddingTask(model, tok, "{sentence_1} {prompt}", VERBALIZERS)
   full = embedding_task.EmbeddingTask(model, tok, "{sentence_1} {prompt}", VERBALIZERS,
-                                 cache_inputs=False)
+                                      cache_inputs=False)
   prompt = jax.random.normal(jax.random.PRNGKey(0), (4, cached.dim)) * 0.1
   a = cached.logits(prompt, cached.encode(examples, 4))
   b = full.logits(prompt, full.encode(examples, 4))

@@ -12,7 +12,7 @@ STEPS = 30
     ("soft", gradient.SoftPromptConfig(learning_rate=0.1)),
     ("infoprompt", gradient.InfoPromptConfig(learning_rate=0.1)),
     ("infoprompt", gradient.InfoPromptConfig(learning_rate=0.1, variational_head=True,
-                                              prompt_generator=True, logp_floor=None)),
+                                             prompt_generator=True, logp_floor=None)),
     ("pez", gradient.PEZConfig()),
 ])
 def test_training_loss_goes_down(steep_lm, keyword_examples, name, cfg):
