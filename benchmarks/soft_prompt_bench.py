@@ -40,7 +40,8 @@ def case(model, tok, method_name, template, train, test, repeats, length=5):
   out = {}
   runs = {}
   for layout, pack in (("packed", 128), ("padded", None)):
-    emb = embedding_task.EmbeddingTask(model, tok, template, (" terrible", " great"), pack_length=pack)
+    emb = embedding_task.EmbeddingTask(model, tok, template, (" terrible", " great"),
+                                       pack_length=pack)
     cfg = gradient.METHODS[method_name].config_class(prompt_length=length)
     method = gradient.METHODS[method_name](emb, cfg)
     state = method.init(0)

@@ -8,7 +8,7 @@ Every causal LM (GPT-2, OPT, Llama) gives, for ids or input embeddings:
 `embed(ids)` gives the input embeddings that soft prompts and PEZ replace.
 
 Masked LMs (BERT, RoBERTa) give hidden [B, T, D] and MLM logits [B, T, V] the same way.
-`verbalizer_logits` reads a few classes' logits from hidden states (the task scorers', FLOP counts').
+`verbalizer_logits` reads a few classes' logits from hidden states (task scorers, FLOP counts).
 """
 from typing import NamedTuple
 

@@ -11,8 +11,8 @@ P_1..P_L. One code path builds them for every task LM (one example):
 head / tail are the template rendered with the inputs on either side of {prompt}; the whitespace
 just before {prompt} belongs to the slot (as in `Template.split_at_prompt`), so the soft prompt
 replaces the tokens of ' ' + prompt. Positions come from the models' own logic (count of real
-tokens). The class logits are the verbalizer logits (`models.base.verbalizer_logits`) at the last token
-(causal LMs) or at <mask> (masked LMs). With P = embed(tokens of ' ' + p) they equal the string
+tokens). The class logits are the verbalizer logits (`models.base.verbalizer_logits`) at the last
+token (causal LMs) or at <mask> (masked LMs). With P = embed(tokens of ' ' + p) they equal the string
 scorers' logits for the hard prompt p (tested). Causal LMs with the inputs before {prompt}: the
 inputs cannot see the prompt, so they are encoded once into a KV cache and each step runs only the
 prompt and the tail (`SharedPrefix`), like `scoring.CausalScorer`. Otherwise (masked LMs, the

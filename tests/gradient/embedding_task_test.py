@@ -5,7 +5,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hpprompt import gradient
 from hpprompt.gradient import soft_prompt
 from hpprompt.tasks import embedding_task
 from hpprompt.tasks import scoring
