@@ -12,10 +12,10 @@ head / tail are the template rendered with the inputs on either side of {prompt}
 just before {prompt} belongs to the slot (as in `Template.split_at_prompt`), so the soft prompt
 replaces the tokens of ' ' + prompt. Positions come from the models' own logic (count of real
 tokens). The class logits are the verbalizer logits (`models.base.verbalizer_logits`) at the last
-token (causal LMs) or at <mask> (masked LMs). With P = embed(tokens of ' ' + p) they equal the string
-scorers' logits for the hard prompt p (tested). Causal LMs with the inputs before {prompt}: the
-inputs cannot see the prompt, so they are encoded once into a KV cache and each step runs only the
-prompt and the tail (`SharedPrefix`), like `scoring.CausalScorer`. Otherwise (masked LMs, the
+token (causal LMs) or at <mask> (masked LMs). With P = embed(tokens of ' ' + p) they equal the
+string scorers' logits for the hard prompt p (tested). Causal LMs with the inputs before {prompt}:
+the inputs cannot see the prompt, so they are encoded once into a KV cache and each step runs only
+the prompt and the tail (`SharedPrefix`), like `scoring.CausalScorer`. Otherwise (masked LMs, the
 prompt before the inputs) the sequences are packed several to a row (`packing`: block-diagonal
 attention, per-segment positions, each with its own prompt slots), so no FLOPs go to padding;
 `pack_length=None` gives one padded row per example (the reference layout).
