@@ -14,9 +14,10 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from hpprompt import baselines
+from hpprompt import gradient
 from hpprompt.models import hub
 from hpprompt.tasks import data
+from hpprompt.tasks import embedding_task
 
 flags.DEFINE_string("task_lm", "smollm2", "Task LM: hub name, local HF dir, or 'smollm2'.")
 flags.DEFINE_integer("prompt_length", 5, "Prompt vectors.")
@@ -46,10 +47,10 @@ def main(argv):
   spec = data.get_spec("sst-2")
   rows = []
   for cached in (True, False):
-    task = baselines.EmbeddingTask(model, tokenizer, spec.causal_template, spec.verbalizers,
-                                   cache_inputs=cached)
+    task = embedding_task.EmbeddingTask(model, tokenizer, spec.causal_template, spec.verbalizers,
+                                        cache_inputs=cached)
     for name in FLAGS.methods if cached else ["soft"]:
-      cls = baselines.METHODS[name]
+      cls = gradient.METHODS[name]
       method = cls(task, cls.config_class(prompt_length=FLAGS.prompt_length))
       batch = task.encode(train, FLAGS.prompt_length, null=method.needs_null)
       compile_s, step_s = _time(method, batch, FLAGS.steps)

@@ -22,9 +22,10 @@ import time
 import jax
 import numpy as np
 
-from hpprompt import baselines
+from hpprompt import gradient
 from hpprompt.models import hub
 from hpprompt.tasks import data
+from hpprompt.tasks import embedding_task
 
 CASES = (("soft", "{prompt} {sentence_1} It was"), ("infoprompt", "{prompt} {sentence_1} It was"),
          ("infoprompt", "{sentence_1} {prompt}"))
@@ -39,9 +40,10 @@ def case(model, tok, method_name, template, train, test, repeats, length=5):
   out = {}
   runs = {}
   for layout, pack in (("packed", 128), ("padded", None)):
-    emb = baselines.EmbeddingTask(model, tok, template, (" terrible", " great"), pack_length=pack)
-    cfg = baselines.METHODS[method_name].config_class(prompt_length=length)
-    method = baselines.METHODS[method_name](emb, cfg)
+    emb = embedding_task.EmbeddingTask(model, tok, template, (" terrible", " great"),
+                                       pack_length=pack)
+    cfg = gradient.METHODS[method_name].config_class(prompt_length=length)
+    method = gradient.METHODS[method_name](emb, cfg)
     state = method.init(0)
     batch = emb.encode(train, length, null=method.needs_null)
     params = state.params

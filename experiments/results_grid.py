@@ -8,15 +8,15 @@
   python experiments/results_grid.py --methods=pin_init              # PIN from the manual prompt
 
 Run the same command again after Ctrl-C or a failure: finished cells are skipped, interrupted ones
-resume. Logic lives in hpprompt.launch.grid.
+resume. Logic lives in hpprompt.orchestration.grid.
 """
 from absl import app
 from absl import flags
 from absl import logging
 
 from hpprompt.launch import cli
-from hpprompt.launch import grid
 from hpprompt.launch import run_flags
+from hpprompt.orchestration import grid
 
 D = grid.GridConfig()
 flags.DEFINE_list("datasets", list(D.datasets), "Few-shot data sets, or your own (CSV/TSV/JSONL "

@@ -1,4 +1,8 @@
-"""The prompt agent of PIN and RLPrompt: policy, sampler, learner, replay buffer, trainer."""
+"""The prompt agent of PIN and RLPrompt: policy, sampler, learner, replay buffer, trainer.
+
+Floor 4 (a method room, beside `gradient`): imports tasks, models, ops and training; never
+gradient, launch or orchestration.
+"""
 from hpprompt.agent.agent import AgentState
 from hpprompt.agent.agent import PromptAgent
 from hpprompt.agent.config import PRESETS

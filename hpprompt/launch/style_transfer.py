@@ -12,9 +12,11 @@ serves
   style: logistic head on frozen SmolLM2 features trained on the training pool (the papers: a
     BERT-base Yelp classifier); any sequence-classification checkpoint by `--style_classifier`;
   fluency: only with `--fluency_classifier` (the papers' CoLA RoBERTa-large); PPL under SmolLM2.
+The baseline (`tasks.style_transfer.content_baseline`), the classifier's training pool
+(`tasks.style_data.classifier_pool`) and the trained head (`tasks.style_classifier`) are task code;
+this module checks the flags and puts the pieces together.
 """
 import dataclasses
-import json
 import math
 import os
 import sys
@@ -34,6 +36,7 @@ from hpprompt.models.base import CausalLM
 from hpprompt.tasks import generation
 from hpprompt.tasks import style_classifier
 from hpprompt.tasks import style_data
+from hpprompt.tasks import style_transfer as st_task
 from hpprompt.tasks.style_transfer import StyleTransferTask
 from hpprompt.training import sharding
 from hpprompt.training import writers
@@ -109,16 +112,6 @@ def _data(cfg) -> style_data.StyleData:
                            train_file=cfg.train_file)
 
 
-def _pool(cfg) -> tuple[list[str], list[int]]:
-  """Classifier training sentences of both styles (never the test inputs)."""
-  texts, labels = [], []
-  for direction, label in (("0to1", 0), ("1to0", 1)):
-    d = style_data.load(cfg.task, direction, dataset_seed=cfg.dataset_seed)
-    texts += d.train[:cfg.classifier_pool]
-    labels += [label] * len(d.train[:cfg.classifier_pool])
-  return texts, labels
-
-
 def _classifier(cfg, flag_name: str):
   """The HF sequence classifier named by `flag_name`, or None (checked before any scoring)."""
   name = getattr(cfg, flag_name)
@@ -145,22 +138,11 @@ def components(cfg, models: dict, workdir: str):
     scorer = bertscore.BERTScorer(c_model, c_tok, layer=cfg.content_layer, start=start,
                                   prefix_space=not is_causal)
   info = {"content_lm": content_name, "content_layer": cfg.content_layer}
-  texts, labels = _pool(cfg)
+  texts, labels = style_data.classifier_pool(cfg.task, cfg.classifier_pool,
+                                             dataset_seed=cfg.dataset_seed)
   if cfg.content_baseline:
     key = {"lm": content_name, "layer": cfg.content_layer, "task": cfg.task}
-    path = os.path.join(cache, "content_baseline.json")
-    baseline = None
-    if os.path.exists(path):
-      with open(path) as f:
-        saved = json.load(f)
-      baseline = saved["baseline"] if saved.get("key") == key else None
-    if baseline is None:
-      rng = np.random.default_rng(0)
-      a, b = rng.choice(len(texts), 256), rng.choice(len(texts), 256)
-      baseline = scorer.score([texts[i] for i in a], [texts[j] for j in b]).mean(1).tolist()
-      os.makedirs(cache, exist_ok=True)
-      with open(path, "w") as f:
-        json.dump({"key": key, "baseline": baseline}, f)
+    baseline = st_task.content_baseline(scorer, texts, key, cache)
     scorer.baseline = np.asarray(baseline)
     info["content_baseline"] = baseline
   if clf is not None:

@@ -2,7 +2,7 @@
 
 `run(TextualInversionConfig(...))` is what `experiments/textual_inversion.py` calls. Each target
 image is one search, as in the papers (PIN: 10 targets x 3 seeds, averaged; methods.md §2.3): the
-agent's trainer (`agent.trainer.train`) or PEZ (`baselines.pez.PEZ` on a `CLIPPromptTask`) runs
+agent's trainer (`agent.trainer.train`) or PEZ (`gradient.pez.PEZ` on a `CLIPPromptTask`) runs
 in `<workdir>/<index>-<image name>/`, a run directory of its own (config, metrics, checkpoints,
 prompts.csv, results.json), and --resume continues each unfinished target exactly and skips the
 finished ones. The CLIP model, its encoded targets and the policy LM are loaded once.
@@ -23,11 +23,12 @@ import numpy as np
 
 from hpprompt.agent import trainer
 from hpprompt.agent.agent import PromptAgent
+from hpprompt.gradient import pez
+from hpprompt.gradient import pez_clip
 from hpprompt.launch import cli
 from hpprompt.launch import run_flags
 from hpprompt.launch import contact_sheet
 from hpprompt.launch import fewshot
-from hpprompt.launch import pez_clip
 from hpprompt.launch import validate
 from hpprompt.metrics import perplexity
 from hpprompt.models import clip_loader
@@ -121,6 +122,18 @@ def prompt_length(cfg: TextualInversionConfig) -> int:
   return agent_config(cfg).prompt_length
 
 
+def pez_config(options: dict, vocab_size: int) -> pez.PEZConfig:
+  """PEZ_CLIP (population = the whole vocabulary) with `options` on top; errors name the field."""
+  fields = {f.name for f in dataclasses.fields(pez.PEZConfig)}
+  for key in options:
+    if key not in fields:
+      raise cli.FlagError(key, f"not a PEZ setting; known: {sorted(fields)}.")
+  cfg = pez.PEZConfig(**{**PEZ_CLIP, "population": vocab_size, **options})
+  for name, message in cfg.problems():
+    raise cli.FlagError(name, message)
+  return cfg
+
+
 def check_clip_context(cfg: TextualInversionConfig, context: int) -> None:
   """The prompt between CLIP's start and end tokens within its text context (not cut silently)."""
   length = prompt_length(cfg)
@@ -174,7 +187,8 @@ def run(cfg: TextualInversionConfig) -> dict:
   """Searches a prompt for every target; writes each target's run and the summary files."""
   scorer, targets, policy, mesh = load(cfg)
   if cfg.method == "pez":
-    searcher = pez_clip.PEZSearch(cfg, scorer, mesh)
+    searcher = pez_clip.PEZSearch(cfg, pez_config(cfg.pez, scorer.tokenizer.vocab_size), scorer,
+                                  mesh)
   else:
     agent_cfg = agent_config(cfg)
     lm, tokenizer = policy

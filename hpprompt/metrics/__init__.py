@@ -1,4 +1,8 @@
-"""Task scores and prompt naturalness metrics."""
+"""Task scores and prompt naturalness metrics: accuracy, Matthews correlation, perplexity,
+BERTScore, style-transfer metrics, FLOP counts (`flops`).
+
+Floor 2: imports models and the floor-0 rooms only, never tasks or anything above.
+"""
 from hpprompt.metrics.classification import accuracy
 from hpprompt.metrics.classification import macro_f1
 from hpprompt.metrics.classification import matthews_corrcoef

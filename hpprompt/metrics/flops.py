@@ -19,6 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from hpprompt.models.base import verbalizer_logits
+
 
 def _sub_jaxprs(params: dict):
   for value in params.values():
@@ -86,7 +88,6 @@ class ForwardFlops:
   def of(cls, model: nnx.Module, verbalizer_ids=None) -> "ForwardFlops":
     """Coefficients of `model` (a causal or masked LM) from its traced forward at 1, 2 and 3 tokens
     (checked to be a polynomial a * T + b * T^2), and of the verbalizer head at one position."""
-    from hpprompt.tasks.scoring import verbalizer_logits  # noqa: PLC0415
     graphdef, state = nnx.split(model)
 
     def forward(state, ids):

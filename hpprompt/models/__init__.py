@@ -1,4 +1,9 @@
-"""Flax NNX language and vision-language models converted from Hugging Face checkpoints."""
+"""Flax NNX language and vision-language models converted from Hugging Face checkpoints.
+
+Floor 1: models, strict converters (`convert`), tokenizers, the KV cache and the shared scoring
+math of the LM interface (`base`: `CausalLM`, `MaskedLM`, `verbalizer_logits`); imports only ops
+and training.
+"""
 from hpprompt.models.base import CausalLM
 from hpprompt.models.base import LMOutput
 from hpprompt.models.base import MaskedLM

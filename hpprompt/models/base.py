@@ -8,6 +8,7 @@ Every causal LM (GPT-2, OPT, Llama) gives, for ids or input embeddings:
 `embed(ids)` gives the input embeddings that soft prompts and PEZ replace.
 
 Masked LMs (BERT, RoBERTa) give hidden [B, T, D] and MLM logits [B, T, V] the same way.
+`verbalizer_logits` reads a few classes' logits from hidden states (task scorers, FLOP counts).
 """
 from typing import NamedTuple
 
@@ -112,3 +113,10 @@ class MaskedLM(nnx.Module):
       pos = positions
     hidden = self.backbone(x, mask, pos, token_type_ids)
     return LMOutput(self.unembed(hidden) if compute_logits else None, hidden)
+
+
+def verbalizer_logits(model, hidden: jax.Array, ids: jax.Array) -> jax.Array:
+  """Task-LM logits of the verbalizer tokens only, from hidden states [..., D] -> [..., C]."""
+  if hasattr(model, "unembed_ids"):
+    return model.unembed_ids(hidden, ids)
+  return jnp.take(model.unembed(hidden), ids, axis=-1)

@@ -1,4 +1,7 @@
-"""Pure jnp math of PIN, RLPrompt and InfoPrompt: policies, values, losses, rewards (no Flax)."""
+"""Pure jnp math of PIN, RLPrompt and InfoPrompt: policies, values, losses, rewards (no Flax).
+
+Floor 0: imports no other room.
+"""
 from hpprompt.ops.mutual_info import info_nce
 from hpprompt.ops.regularizers import Regularizer
 from hpprompt.ops.regularizers import get_regularizer

@@ -1,4 +1,7 @@
-"""Run reports: reading run directories, tables with mean ± s.e. over seeds, matplotlib figures."""
+"""Run reports: reading run directories, tables with mean ± s.e. over seeds, matplotlib figures.
+
+Floor 2: imports training only (run directories are read, never run).
+"""
 from hpprompt.report.report import update_readme
 from hpprompt.report.report import write_report
 from hpprompt.report.runs import NotARunError

@@ -15,7 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from hpprompt.metrics.flops import ForwardFlops
 from hpprompt.models.base import CausalLM
+from hpprompt.models.base import verbalizer_logits  # also tasks.scoring.verbalizer_logits
 from hpprompt.models.cache import KVCache
 from hpprompt.models.cache import SharedPrefix
 from hpprompt.models.tokenizer import Tokenizer
@@ -68,13 +70,6 @@ def _added_specials(tokenizer: Tokenizer) -> tuple[int, int]:
   return 0, 0
 
 
-def verbalizer_logits(model, hidden: jax.Array, ids: jax.Array) -> jax.Array:
-  """Task-LM logits of the verbalizer tokens only, from hidden states [..., D] -> [..., C]."""
-  if hasattr(model, "unembed_ids"):
-    return model.unembed_ids(hidden, ids)
-  return jnp.take(model.unembed(hidden), ids, axis=-1)
-
-
 @dataclasses.dataclass
 class _Chunk:
   cache: KVCache      # encoded inputs (rows padded to the device multiple)
@@ -106,8 +101,7 @@ class Scorer:
 
   @functools.cached_property
   def flop_counter(self):
-    from hpprompt.metrics import flops  # noqa: PLC0415
-    return flops.ForwardFlops.of(self.model, self.verbalizer_ids)
+    return ForwardFlops.of(self.model, self.verbalizer_ids)
 
   def prompt_text(self, prompt: str) -> str:
     return prompt

@@ -92,6 +92,18 @@ def load(task: str, direction: str, *, dataset_seed: int = 0, train_file: str | 
   return data
 
 
+def classifier_pool(task: str, per_style: int, *, dataset_seed: int = 0,
+                    root: str = ROOT) -> tuple[list[str], list[int]]:
+  """(texts, labels): the first `per_style` training sentences of each style (label 0, then 1),
+  the training pool of a style classifier (never the test inputs)."""
+  texts, labels = [], []
+  for direction, label in (("0to1", 0), ("1to0", 1)):
+    d = load(task, direction, dataset_seed=dataset_seed, root=root)
+    texts += d.train[:per_style]
+    labels += [label] * len(d.train[:per_style])
+  return texts, labels
+
+
 def rlprompt_outputs(direction: str, root: str = ROOT) -> str:
   """Path of RLPrompt's released Yelp outputs for a direction (bundled)."""
   return os.path.join(root, "yelp", "rlprompt_outputs", f"{direction}.txt")

@@ -14,6 +14,8 @@ sentences x 4 prompts, the file read in order).
 Fluency is not in the training reward (either paper's code); it is an evaluation metric only.
 """
 import dataclasses
+import json
+import os
 import time
 
 import jax
@@ -23,6 +25,25 @@ import numpy as np
 from hpprompt.metrics import style_transfer as st_metrics
 from hpprompt.tasks.base import StepRewards
 from hpprompt.tasks.generation import Generator
+
+
+def content_baseline(scorer, texts: list[str], key: dict, cache_dir: str) -> list[float]:
+  """BERTScore's rescaling baseline measured like bert-score's: mean (P, R, F) of 256 random pairs
+  of `texts` (seed 0) under `scorer`; kept in `cache_dir/content_baseline.json` under `key` and
+  read from there when the key matches."""
+  path = os.path.join(cache_dir, "content_baseline.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      saved = json.load(f)
+    if saved.get("key") == key:
+      return saved["baseline"]
+  rng = np.random.default_rng(0)
+  a, b = rng.choice(len(texts), 256), rng.choice(len(texts), 256)
+  baseline = scorer.score([texts[i] for i in a], [texts[j] for j in b]).mean(1).tolist()
+  os.makedirs(cache_dir, exist_ok=True)
+  with open(path, "w") as f:
+    json.dump({"key": key, "baseline": baseline}, f)
+  return baseline
 
 
 def sample_rewards(content: jax.Array, style_prob: jax.Array) -> jax.Array:

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from hpprompt import baselines
-from hpprompt.agent.config import PRESETS
+from hpprompt import gradient
 from hpprompt.agent.config import AgentConfig
+from hpprompt.agent.config import PRESETS
 from hpprompt.launch import cli
 from hpprompt.launch import fewshot
 from hpprompt.launch import paper
@@ -21,7 +21,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def test_every_method_has_a_paper_setup():
-  assert set(PRESETS) | set(baselines.METHODS) == set(paper.PAPER)
+  assert set(PRESETS) | set(gradient.METHODS) == set(paper.PAPER)
 
 
 def test_pin_and_rlprompt_setups():

@@ -146,7 +146,7 @@ def _plant_lock(directory, pid):
 
 def _launchers(model_dir, data_dir, tmp_path):
   """(run function, config, directory the lock is checked in) of every launcher with a run dir."""
-  from hpprompt.launch import grid  # noqa: PLC0415
+  from hpprompt.orchestration import grid  # noqa: PLC0415
   from hpprompt.launch import manual  # noqa: PLC0415
   from hpprompt.launch import soft_prompt  # noqa: PLC0415
   from hpprompt.launch import style_transfer  # noqa: PLC0415

@@ -9,8 +9,8 @@ import pytest
 
 from hpprompt.launch import evaluate
 from hpprompt.launch import fewshot
-from hpprompt.launch import grid
 from hpprompt.launch import manual
+from hpprompt.orchestration import grid
 from hpprompt.tasks import data
 from hpprompt.tasks import user_data
 

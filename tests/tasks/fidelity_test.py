@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from absl import flags
 
-from hpprompt.baselines import soft_prompt
+from hpprompt.gradient import soft_prompt
 from hpprompt.models import hub
 from hpprompt.tasks import data
 from hpprompt.tasks import scoring

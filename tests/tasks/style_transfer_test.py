@@ -154,3 +154,38 @@ def test_validate_and_evaluate(tiny_lm):
             "test_ppl"):
     assert out[k] is not None
   assert out["test_joint"] is None
+
+
+def test_classifier_pool_takes_each_styles_first_training_sentences():
+  from hpprompt.tasks import style_data  # noqa: PLC0415
+  texts, labels = style_data.classifier_pool("yelp", 3)
+  assert labels == [0, 0, 0, 1, 1, 1]
+  assert texts[:3] == style_data.load("yelp", "0to1").train[:3]
+  assert texts[3:] == style_data.load("yelp", "1to0").train[:3]
+
+
+class _CountingScorer:
+  """score(cands, refs) -> [3, N] (P, R, F) as BERTScorer's; counts its calls."""
+
+  def __init__(self):
+    self.calls = 0
+
+  def score(self, cands, refs):
+    self.calls += 1
+    x = np.asarray([len(c) - len(r) for c, r in zip(cands, refs)], np.float64)
+    return np.stack([x, 2 * x, 3 * x])
+
+
+def test_content_baseline_is_measured_once_per_key(tmp_path):
+  texts = [f"sentence {'x' * i}" for i in range(10)]
+  scorer, key = _CountingScorer(), {"lm": "tiny", "layer": 1, "task": "yelp"}
+  rng = np.random.default_rng(0)
+  a, b = rng.choice(len(texts), 256), rng.choice(len(texts), 256)
+  want = scorer.score([texts[i] for i in a], [texts[j] for j in b]).mean(1).tolist()
+  scorer.calls = 0
+  cache = str(tmp_path / "cache")
+  assert style_transfer.content_baseline(scorer, texts, key, cache) == want
+  assert style_transfer.content_baseline(scorer, texts, key, cache) == want
+  assert scorer.calls == 1                                   # the second came from the cache
+  style_transfer.content_baseline(scorer, texts, {**key, "layer": 2}, cache)
+  assert scorer.calls == 2                                   # another key: measured again

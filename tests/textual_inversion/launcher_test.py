@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from hpprompt.baselines import pez
+from hpprompt.gradient import pez
 from hpprompt.launch import cli
 from hpprompt.launch import textual_inversion as launch
 from hpprompt.metrics import perplexity

@@ -4,10 +4,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hpprompt.baselines import clip_task
-from hpprompt.baselines import pez
+from hpprompt.gradient import pez
 from hpprompt.models import clip_loader
 from hpprompt.models import clip_tokenizer
+from hpprompt.tasks import clip_task
 from hpprompt.tasks import textual_inversion as ti
 from hpprompt.tasks.base import PromptTask
 from tests.textual_inversion.conftest import PAIRS

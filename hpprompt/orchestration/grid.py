@@ -38,22 +38,22 @@ import jax
 
 from hpprompt.launch import cli
 from hpprompt.launch import fewshot
-from hpprompt.launch import grid_init
-from hpprompt.launch.grid_status import AGENT_METHODS
-from hpprompt.launch.grid_status import LOG
-from hpprompt.launch.grid_status import MINUTES  # noqa: F401  (public: grid.MINUTES)
-from hpprompt.launch.grid_status import describe
-from hpprompt.launch.grid_status import status
 from hpprompt.launch import manual
 from hpprompt.launch import paper
 from hpprompt.launch import soft_prompt
+from hpprompt.orchestration import grid_init
+from hpprompt.orchestration.grid_status import AGENT_METHODS
+from hpprompt.orchestration.grid_status import LOG
+from hpprompt.orchestration.grid_status import MINUTES  # noqa: F401  (public: grid.MINUTES)
+from hpprompt.orchestration.grid_status import describe
+from hpprompt.orchestration.grid_status import status
 from hpprompt.report import report as report_lib
 from hpprompt.report import runs as runs_lib
 from hpprompt.tasks import data
 from hpprompt.tasks import user_data
+from hpprompt.training import writers
 from hpprompt.training.run import Interrupted
 from hpprompt.training.run import saved_steps
-from hpprompt.training import writers
 
 METHODS = ("manual", "pin", "rlprompt", "soft", "infoprompt", "infoprompt_released", "pez")
 EXTRA_METHODS = ("pin_init",)       # run only when named in --methods

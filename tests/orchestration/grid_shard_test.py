@@ -10,10 +10,10 @@ import sys
 
 import pytest
 
-from hpprompt.launch import grid
-from hpprompt.launch import grid_init
+from hpprompt.orchestration import grid
+from hpprompt.orchestration import grid_init
 from tests import launch_utils
-from tests.launch.grid_test import grid_data_dir  # noqa: F401  (fixture)
+from tests.orchestration.grid_test import grid_data_dir  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -33,9 +33,9 @@ def _fields(model_dir, data_dir, out) -> dict:
 
 def _start(fields: dict, path) -> subprocess.Popen:
   path.write_text(json.dumps(fields))
-  return subprocess.Popen([sys.executable, "-m", "tests.launch.grid_worker", str(path)], cwd=REPO,
-                          env={**os.environ, "PYTHONPATH": REPO}, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
+  return subprocess.Popen([sys.executable, "-m", "tests.orchestration.grid_worker", str(path)],
+                          cwd=REPO, env={**os.environ, "PYTHONPATH": REPO},
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _cell(out, name) -> dict:

@@ -1,12 +1,12 @@
 """Runs the results grid in this process from a JSON file of `GridConfig` fields: one machine of
-the shard test (tests/launch/grid_shard_test.py).
+the shard test (tests/orchestration/grid_shard_test.py).
 
-  python -m tests.launch.grid_worker FIELDS.json
+  python -m tests.orchestration.grid_worker FIELDS.json
 """
 import json
 import sys
 
-from hpprompt.launch import grid
+from hpprompt.orchestration import grid
 
 
 def main(path: str) -> None:

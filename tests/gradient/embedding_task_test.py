@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hpprompt import baselines
-from hpprompt.baselines import soft_prompt
+from hpprompt.gradient import soft_prompt
+from hpprompt.tasks import embedding_task
 from hpprompt.tasks import scoring
 
 VERBALIZERS = (" terrible", " great")
@@ -33,7 +33,7 @@ def _assert_soft_equals_hard(task, scorer, examples, prompts):
 def test_soft_equals_hard_causal(tiny_lm, sst2, template, cached):
   model, tok = tiny_lm
   examples = _short(sst2["train"])
-  task = baselines.EmbeddingTask(model, tok, template, VERBALIZERS)
+  task = embedding_task.EmbeddingTask(model, tok, template, VERBALIZERS)
   assert task.cached == cached
   _assert_soft_equals_hard(task, scoring.make_scorer(model, tok, template, VERBALIZERS), examples,
                            ("great movie", "It was", "okay"))
@@ -43,7 +43,7 @@ def test_soft_equals_hard_masked(tiny_mlm, sst2):
   model, tok = tiny_mlm
   examples = _short(sst2["train"])
   template = "{sentence_1} {prompt} <mask> ."
-  task = baselines.EmbeddingTask(model, tok, template, VERBALIZERS)
+  task = embedding_task.EmbeddingTask(model, tok, template, VERBALIZERS)
   assert not task.cached and task.before == [0] and task.after == [2]
   _assert_soft_equals_hard(task, scoring.make_scorer(model, tok, template, VERBALIZERS), examples,
                            ("great movie", "It was"))
@@ -52,9 +52,9 @@ def test_soft_equals_hard_masked(tiny_mlm, sst2):
 def test_cached_equals_full_and_per_example_prompts(tiny_lm, sst2):
   model, tok = tiny_lm
   examples = _short(sst2["train"])
-  cached = baselines.EmbeddingTask(model, tok, "{sentence_1} {prompt}", VERBALIZERS)
-  full = baselines.EmbeddingTask(model, tok, "{sentence_1} {prompt}", VERBALIZERS,
-                                 cache_inputs=False)
+  cached = embedding_task.EmbeddingTask(model, tok, "{sentence_1} {prompt}", VERBALIZERS)
+  full = embedding_task.EmbeddingTask(model, tok, "{sentence_1} {prompt}", VERBALIZERS,
+                                      cache_inputs=False)
   prompt = jax.random.normal(jax.random.PRNGKey(0), (4, cached.dim)) * 0.1
   a = cached.logits(prompt, cached.encode(examples, 4))
   b = full.logits(prompt, full.encode(examples, 4))
@@ -66,20 +66,20 @@ def test_cached_equals_full_and_per_example_prompts(tiny_lm, sst2):
 
 def test_predict_restores_order_and_take(tiny_lm, sst2):
   model, tok = tiny_lm
-  task = baselines.EmbeddingTask(model, tok, "{sentence_1} {prompt}", VERBALIZERS)
+  task = embedding_task.EmbeddingTask(model, tok, "{sentence_1} {prompt}", VERBALIZERS)
   examples = sst2["dev"][:12]
   prompt = task.embeddings[:3]
   want = np.asarray(task.logits(prompt, task.encode(examples, 3)))
   np.testing.assert_allclose(task.predict(lambda b: task.logits(prompt, b), examples, 3,
                                           chunk_size=5), want, rtol=1e-5, atol=1e-6)
   rows = np.asarray([3, 0, 7])
-  sub = task.place_batch(baselines.embedding_task.take(task.encode(examples, 3), rows))
+  sub = task.place_batch(embedding_task.take(task.encode(examples, 3), rows))
   np.testing.assert_allclose(task.logits(prompt, sub), want[rows], rtol=1e-5, atol=1e-6)
 
 
 def test_prompt_text_round_trip(tiny_lm):
   model, tok = tiny_lm
-  task = baselines.EmbeddingTask(model, tok, "{sentence_1} {prompt}", VERBALIZERS)
+  task = embedding_task.EmbeddingTask(model, tok, "{sentence_1} {prompt}", VERBALIZERS)
   ids = task.hard_prompt_ids("great movie")
   assert task.prompt_text(ids) == ("great movie", True)
 

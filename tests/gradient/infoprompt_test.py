@@ -7,8 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hpprompt import baselines
-from hpprompt.baselines import infoprompt
+from hpprompt import gradient
+from hpprompt.gradient import infoprompt
+from hpprompt.tasks import embedding_task
 
 
 # ---- NumPy references (loops, written from the transcription of the released code) ---------------
@@ -110,8 +111,8 @@ def test_floor_gives_zero_gradient():
 
 def _method(tiny_lm, **kw):
   model, tok = tiny_lm
-  task = baselines.EmbeddingTask(model, tok, "{sentence_1} {prompt}", (" terrible", " great"))
-  return baselines.InfoPrompt(task, baselines.InfoPromptConfig(prompt_length=3, **kw))
+  task = embedding_task.EmbeddingTask(model, tok, "{sentence_1} {prompt}", (" terrible", " great"))
+  return gradient.InfoPrompt(task, gradient.InfoPromptConfig(prompt_length=3, **kw))
 
 
 def test_total_loss_wiring(tiny_lm, keyword_examples):
@@ -129,7 +130,7 @@ def test_total_loss_wiring(tiny_lm, keyword_examples):
   want = ref_head_loss(np.asarray(state.params["prompt"]), np.asarray(rows),
                        np.asarray(model.embed(batch.null_ids)), np.asarray(batch.null_mask))
   np.testing.assert_allclose(aux["head_loss"], want, rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(aux["task_loss"], baselines.soft_prompt.cross_entropy(
+  np.testing.assert_allclose(aux["task_loss"], gradient.soft_prompt.cross_entropy(
       method.logits(state.params, batch), batch.labels), rtol=1e-5)
 
 
@@ -146,12 +147,12 @@ def test_generator_and_variational_head(tiny_lm, keyword_examples):
                                graphdef=task.graphdef, cfg=method.cfg)
   np.testing.assert_allclose(total, aux["task_loss"] + aux["head_loss"] + aux["rep_loss"]
                              + 0.1 * aux["kl"], rtol=1e-6)          # the classifier's KL acts
-  h = baselines.read_hidden(task.model, prompts, batch)
+  h = embedding_task.read_hidden(task.model, prompts, batch)
   mu = infoprompt.linear(state.params["bottleneck"]["mu"], h)
   want = infoprompt.linear(state.params["bottleneck"]["out"], mu) @ state.params["classes"].T
   np.testing.assert_allclose(method.logits(state.params, batch), want, rtol=1e-4, atol=1e-5)
 
 
 def test_config_problems():
-  cfg = dataclasses.replace(baselines.InfoPromptConfig(), gamma=-1.0, logp_floor=0.5)
+  cfg = dataclasses.replace(gradient.InfoPromptConfig(), gamma=-1.0, logp_floor=0.5)
   assert {name for name, _ in cfg.problems()} == {"gamma", "logp_floor"}

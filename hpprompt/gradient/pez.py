@@ -41,11 +41,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from hpprompt.baselines import clip_task
-from hpprompt.baselines import embedding_task
-from hpprompt.baselines import soft_prompt
-from hpprompt.baselines.embedding_task import PromptBatch
-from hpprompt.baselines.soft_prompt import Frozen
+from hpprompt.gradient import soft_prompt
+from hpprompt.gradient.soft_prompt import Frozen
+from hpprompt.tasks import clip_task
+from hpprompt.tasks import embedding_task
+from hpprompt.tasks.embedding_task import PromptBatch
 from hpprompt.training import sharding
 
 Array = jax.Array

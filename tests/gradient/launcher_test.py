@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from hpprompt.baselines import soft_prompt as soft_lib
+from hpprompt.gradient import soft_prompt as soft_lib
 from hpprompt.launch import cli
 from hpprompt.launch import soft_prompt
 from tests import launch_utils

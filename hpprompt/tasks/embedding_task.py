@@ -11,11 +11,11 @@ P_1..P_L. One code path builds them for every task LM (one example):
 head / tail are the template rendered with the inputs on either side of {prompt}; the whitespace
 just before {prompt} belongs to the slot (as in `Template.split_at_prompt`), so the soft prompt
 replaces the tokens of ' ' + prompt. Positions come from the models' own logic (count of real
-tokens). The class logits are the verbalizer logits (`scoring.verbalizer_logits`) at the last token
-(causal LMs) or at <mask> (masked LMs). With P = embed(tokens of ' ' + p) they equal the string
-scorers' logits for the hard prompt p (tested). Causal LMs with the inputs before {prompt}: the
-inputs cannot see the prompt, so they are encoded once into a KV cache and each step runs only the
-prompt and the tail (`SharedPrefix`), like `scoring.CausalScorer`. Otherwise (masked LMs, the
+tokens). The class logits are the verbalizer logits (`models.base.verbalizer_logits`) at the last
+token (causal LMs) or at <mask> (masked LMs). With P = embed(tokens of ' ' + p) they equal the
+string scorers' logits for the hard prompt p (tested). Causal LMs with the inputs before {prompt}:
+the inputs cannot see the prompt, so they are encoded once into a KV cache and each step runs only
+the prompt and the tail (`SharedPrefix`), like `scoring.CausalScorer`. Otherwise (masked LMs, the
 prompt before the inputs) the sequences are packed several to a row (`packing`: block-diagonal
 attention, per-segment positions, each with its own prompt slots), so no FLOPs go to padding;
 `pack_length=None` gives one padded row per example (the reference layout).
@@ -28,20 +28,20 @@ import numpy as np
 from flax import nnx
 from flax import struct
 
-from hpprompt.baselines import packing
-from hpprompt.baselines.vocabulary import allowed_tokens  # noqa: F401  (re-exported)
-from hpprompt.baselines.vocabulary import nearest_ids  # noqa: F401
-from hpprompt.baselines.vocabulary import round_trip_tokens  # noqa: F401
 from hpprompt.models.base import CausalLM
 from hpprompt.models.cache import KVCache
 from hpprompt.models.cache import SharedPrefix
 from hpprompt.models.tokenizer import Tokenizer
+from hpprompt.tasks import packing
 from hpprompt.tasks.data import Example
 from hpprompt.tasks.scoring import verbalizer_logits
 from hpprompt.tasks.templates import MASK
 from hpprompt.tasks.templates import Template
 from hpprompt.tasks.templates import TemplateError
 from hpprompt.tasks.templates import verbalizer_ids
+from hpprompt.tasks.vocabulary import allowed_tokens  # noqa: F401  (re-exported)
+from hpprompt.tasks.vocabulary import nearest_ids  # noqa: F401
+from hpprompt.tasks.vocabulary import round_trip_tokens  # noqa: F401
 from hpprompt.training import sharding
 
 Array = jax.Array

@@ -14,8 +14,8 @@ import pytest
 
 from hpprompt.agent import agent as agent_lib
 from hpprompt.launch import cli
-from hpprompt.launch import grid
 from hpprompt.launch import manual
+from hpprompt.orchestration import grid
 from hpprompt.report import runs as runs_lib
 from hpprompt.tasks import data
 from tests import launch_utils

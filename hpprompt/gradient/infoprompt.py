@@ -61,10 +61,10 @@ import jax.numpy as jnp
 from flax import nnx
 
 from hpprompt import ops
-from hpprompt.baselines import embedding_task
-from hpprompt.baselines import soft_prompt
-from hpprompt.baselines.embedding_task import PromptBatch
-from hpprompt.baselines.soft_prompt import Frozen
+from hpprompt.gradient import soft_prompt
+from hpprompt.gradient.soft_prompt import Frozen
+from hpprompt.tasks import embedding_task
+from hpprompt.tasks.embedding_task import PromptBatch
 from hpprompt.tasks.scoring import verbalizer_logits
 
 Array = jax.Array

@@ -4,10 +4,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hpprompt import baselines
-from hpprompt.baselines import embedding_task
-from hpprompt.baselines import pez
-from hpprompt.baselines import soft_prompt
+from hpprompt import gradient
+from hpprompt.gradient import pez
+from hpprompt.gradient import soft_prompt
+from hpprompt.tasks import embedding_task
 
 
 def _ref_nearest(prompt, table, allowed):
@@ -35,8 +35,8 @@ def test_projection_is_cosine_nearest_allowed_row():
 @pytest.fixture(scope="module")
 def setup(tiny_lm, keyword_examples):
   model, tok = tiny_lm
-  task = baselines.EmbeddingTask(model, tok, "{sentence_1} {prompt}", (" terrible", " great"))
-  method = baselines.PEZ(task, baselines.PEZConfig(prompt_length=4))
+  task = embedding_task.EmbeddingTask(model, tok, "{sentence_1} {prompt}", (" terrible", " great"))
+  method = gradient.PEZ(task, gradient.PEZConfig(prompt_length=4))
   prompt = jax.random.normal(jax.random.PRNGKey(3), (4, task.dim)) * 0.05
   return method, task, prompt, task.encode(keyword_examples[:8], 4)
 

@@ -7,11 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hpprompt import baselines
-from hpprompt.baselines import infoprompt
-from hpprompt.baselines import packing
-from hpprompt.baselines import soft_prompt
-from hpprompt.baselines.embedding_task import take
+from hpprompt import gradient
+from hpprompt.gradient import infoprompt
+from hpprompt.gradient import soft_prompt
+from hpprompt.tasks import embedding_task
+from hpprompt.tasks import packing
+from hpprompt.tasks.embedding_task import take
 
 VERBALIZERS = (" terrible", " great")
 TOL = {"rtol": 1e-5, "atol": 1e-5}
@@ -47,8 +48,8 @@ def test_row_bucket():
 
 def _tasks(model, tok, template):
   kw = {"cache_inputs": False}   # rows of 32+ slots: the tiny models' attention is cheap there
-  return (baselines.EmbeddingTask(model, tok, template, VERBALIZERS, pack_length=32, **kw),
-          baselines.EmbeddingTask(model, tok, template, VERBALIZERS, pack_length=None, **kw))
+  return (embedding_task.EmbeddingTask(model, tok, template, VERBALIZERS, pack_length=32, **kw),
+          embedding_task.EmbeddingTask(model, tok, template, VERBALIZERS, pack_length=None, **kw))
 
 
 def _soft_loss(task, prompt, batch):
@@ -120,7 +121,7 @@ def test_infoprompt_loss_and_gradients_equal_the_padded_layout(setup):
   packed, padded, examples = setup
   cfg = infoprompt.InfoPromptConfig(prompt_length=3, prompt_generator=True, variational_head=True,
                                     logp_floor=None)
-  methods = [baselines.METHODS["infoprompt"](task, cfg) for task in (packed, padded)]
+  methods = [gradient.METHODS["infoprompt"](task, cfg) for task in (packed, padded)]
   params = methods[0].init(0).params
   values = []
   for method in methods:

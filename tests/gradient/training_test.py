@@ -2,22 +2,23 @@
 import numpy as np
 import pytest
 
-from hpprompt import baselines
+from hpprompt import gradient
+from hpprompt.tasks import embedding_task
 
 STEPS = 30
 
 
 @pytest.mark.parametrize("name, cfg", [
-    ("soft", baselines.SoftPromptConfig(learning_rate=0.1)),
-    ("infoprompt", baselines.InfoPromptConfig(learning_rate=0.1)),
-    ("infoprompt", baselines.InfoPromptConfig(learning_rate=0.1, variational_head=True,
-                                              prompt_generator=True, logp_floor=None)),
-    ("pez", baselines.PEZConfig()),
+    ("soft", gradient.SoftPromptConfig(learning_rate=0.1)),
+    ("infoprompt", gradient.InfoPromptConfig(learning_rate=0.1)),
+    ("infoprompt", gradient.InfoPromptConfig(learning_rate=0.1, variational_head=True,
+                                             prompt_generator=True, logp_floor=None)),
+    ("pez", gradient.PEZConfig()),
 ])
 def test_training_loss_goes_down(steep_lm, keyword_examples, name, cfg):
   model, tok = steep_lm
-  task = baselines.EmbeddingTask(model, tok, "{sentence_1} {prompt}", (" terrible", " great"))
-  method = baselines.METHODS[name](task, cfg)
+  task = embedding_task.EmbeddingTask(model, tok, "{sentence_1} {prompt}", (" terrible", " great"))
+  method = gradient.METHODS[name](task, cfg)
   state = method.init(0)
   batch = task.encode(keyword_examples, cfg.prompt_length, null=method.needs_null)
   losses, accs = [], []

@@ -36,9 +36,9 @@ import optax
 from flax import nnx
 from flax import struct
 
-from hpprompt.baselines import embedding_task
-from hpprompt.baselines.embedding_task import EmbeddingTask
-from hpprompt.baselines.embedding_task import PromptBatch
+from hpprompt.tasks import embedding_task
+from hpprompt.tasks.embedding_task import EmbeddingTask
+from hpprompt.tasks.embedding_task import PromptBatch
 from hpprompt.training import sharding
 
 Array = jax.Array

@@ -6,8 +6,8 @@ at EOT (position L + 1) times the text projection, L2-normalised, and the loss i
 with the target images' normalised features (no logit scale). Positions past EOT never change the
 pooled feature (causal attention), so the input is exactly L + 2 tokens long instead of 77.
 
-`CLIPPromptTask` offers what `baselines.soft_prompt.SoftPrompt` reads from a task (model state,
-graphdef, mesh, vocabulary table, tokenizer, `prompt_text`), so `baselines.pez.PEZ` runs on it as it
+`CLIPPromptTask` offers what `gradient.soft_prompt.SoftPrompt` reads from a task (model state,
+graphdef, mesh, vocabulary table, tokenizer, `prompt_text`), so `gradient.pez.PEZ` runs on it as it
 does on an `EmbeddingTask`: one PEZ, two task types.
 """
 import jax
@@ -16,11 +16,11 @@ import numpy as np
 from flax import nnx
 from flax import struct
 
-from hpprompt.baselines.embedding_task import insert_prompt
 from hpprompt.models.clip import CLIP
 from hpprompt.models.clip_tokenizer import EOT
 from hpprompt.models.clip_tokenizer import SOT
 from hpprompt.models.tokenizer import Tokenizer
+from hpprompt.tasks.embedding_task import insert_prompt
 from hpprompt.training import sharding
 
 Array = jax.Array

@@ -1,45 +1,36 @@
-"""PEZ's textual inversion loop for one target image (the launcher's `--method=pez`).
+"""PEZ's textual inversion loop for one target image (textual inversion's `--method=pez`).
 
-The step is `baselines.pez.PEZ.train_step` on a `baselines.clip_task.CLIPPromptTask`: the loss
+The step is `gradient.pez.PEZ.train_step` on a `tasks.clip_task.CLIPPromptTask`: the loss
 1 - cos at the projected prompt, AdamW on the continuous prompt (baselines.md §2.2). Every
 `eval_every` steps the projection is decoded and the string is scored by the same `CLIPScorer` as
 the agent's prompts (what a user of the prompt gets); the best string is kept, as PEZ keeps its
-best projected prompt. Checkpoints, Ctrl-C and --resume as `hpprompt.launch.soft_prompt`.
+best projected prompt. Checkpoints, Ctrl-C and --resume as `hpprompt.gradient.loop`. The PEZ
+settings come built (`launch.textual_inversion.pez_config` checks the flags).
 """
 import dataclasses
 import time
 
 import numpy as np
 
-from hpprompt.baselines import pez
-from hpprompt.baselines.clip_task import CLIPPromptTask
-from hpprompt.launch import cli
+from hpprompt.gradient import pez
+from hpprompt.tasks.clip_task import CLIPPromptTask
 from hpprompt.training import sharding
 from hpprompt.training.run import Interrupted
 from hpprompt.training.run import Run
 from hpprompt.training.run import stop_on_sigint
 
 
-def pez_config(options: dict, vocab_size: int) -> pez.PEZConfig:
-  """PEZ_CLIP (population = the whole vocabulary) with `options` on top; errors name the field."""
-  from hpprompt.launch.textual_inversion import PEZ_CLIP  # noqa: PLC0415
-  fields = {f.name for f in dataclasses.fields(pez.PEZConfig)}
-  for key in options:
-    if key not in fields:
-      raise cli.FlagError(key, f"not a PEZ setting; known: {sorted(fields)}.")
-  cfg = pez.PEZConfig(**{**PEZ_CLIP, "population": vocab_size, **options})
-  for name, message in cfg.problems():
-    raise cli.FlagError(name, message)
-  return cfg
-
-
 class PEZSearch:
-  """One PEZ method on the CLIP text tower, reused for every target."""
+  """One PEZ method on the CLIP text tower, reused for every target.
 
-  def __init__(self, cfg, scorer, mesh):
+  `cfg` holds the loop's settings (`steps`, `eval_every`, `log_every`, `seed`: the launcher's
+  config), `method_cfg` the PEZ settings.
+  """
+
+  def __init__(self, cfg, method_cfg: pez.PEZConfig, scorer, mesh):
     self.cfg, self.scorer = cfg, scorer
     self.task = CLIPPromptTask(scorer.model, scorer.tokenizer, mesh=mesh)
-    self.method = pez.PEZ(self.task, pez_config(cfg.pez, scorer.tokenizer.vocab_size))
+    self.method = pez.PEZ(self.task, method_cfg)
 
   def record(self) -> dict:
     return dataclasses.asdict(self.method.cfg)
