@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp
 
-from hpprompt.baselines import pez
-from hpprompt.baselines.clip_task import CLIPPromptTask
+from hpprompt.gradient import pez
 from hpprompt.launch import synthetic_clip
 from hpprompt.models import clip_loader
 from hpprompt.models import clip_tokenizer
 from hpprompt.models import train_clip
 from hpprompt.tasks import synthetic_shapes as shapes
 from hpprompt.tasks import textual_inversion as ti
+from hpprompt.tasks.clip_task import CLIPPromptTask
 
 
 def test_renders_are_deterministic_and_splits_differ():
