@@ -163,3 +163,24 @@ def test_paired_bootstrap_against_a_loop():
   assert out["gm_cs"]["se"] == pytest.approx(np.std(gms, ddof=1))
   assert out["style"]["diff"] == pytest.approx(100 * (sa.mean() - sb.mean()))
   assert rescoring.agreement(np.eye(2)[[0, 1, 1]], np.eye(2)[[0, 0, 1]]) == pytest.approx(2 / 3)
+
+
+def test_evaluate_judge_option_rejects_shakespeare(tmp_path):
+  cfg = style_transfer.EvaluateConfig(task="shakespeare", judge=True, outputs="x.txt",
+                                      cache_dir=str(tmp_path))
+  with pytest.raises(style_transfer.cli.FlagError) as e:
+    style_transfer.evaluate(cfg)
+  assert e.value.flag == "judge"
+
+
+@pytest.mark.slow
+def test_evaluate_judge_option(tiny_gpt2_dir, tmp_path):
+  test = style_data.load("yelp", "0to1").test
+  outputs = ["the food was amazing and the staff so friendly !", test[1], "great place , love it",
+             "worst meal ever , rude staff"]
+  (tmp_path / "out.txt").write_text("".join(o + "\n" for o in outputs))
+  res = style_transfer.evaluate(style_transfer.EvaluateConfig(
+      task_lm=tiny_gpt2_dir, content_layer=1, classifier_pool=20, outputs=str(tmp_path / "out.txt"),
+      test_limit=4, cache_dir=str(tmp_path / "cache"), judge=True))
+  want = style_judge.fit_judge().probs(outputs).argmax(1) == 1
+  assert res["style_judge"] == round(100 * want.mean(), 1) and res["num_outputs"] == 4
