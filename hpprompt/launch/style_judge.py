@@ -101,6 +101,22 @@ def summarise(scored: dict) -> dict:
           "joint_cs_judge": joint_cs(c, ok_j), "gm_cs_judge": gm_cs(c, ok_j)}
 
 
+def calibration(reward_clf, judge) -> list[dict]:
+  """Each classifier's accuracy (%) on sentences of known style that neither trained on: the Yelp
+  test inputs (their source style) and the human references (Li et al. 2018, the target style)."""
+  out = []
+  for direction in DIRECTIONS:
+    data = style_data.load("yelp", direction)
+    for name, texts, label in (("test inputs", data.test, data.source_label),
+                               ("human references", data.references, data.target_label)):
+      out.append({"direction": direction, "sentences": name, "label": label,
+                  "reward_accuracy": 100 * float(style_correct(reward_clf.probs(texts),
+                                                               label).mean()),
+                  "judge_accuracy": 100 * float(style_correct(judge.probs(texts),
+                                                              label).mean())})
+  return out
+
+
 def _rows(cfg: RescoreConfig, direction: str) -> list[tuple]:
   """(key, label, prompt, outputs, saved record or None) of a direction's rows."""
   rows = []
@@ -130,6 +146,7 @@ def rescore(cfg: RescoreConfig) -> dict:
   scorer, reward_clf, _, info = style_transfer.components(eval_cfg, models, cfg.cache_dir)
   record = {"judge": judge.info, "reward_classifier": info, "bootstrap": cfg.bootstrap,
             "seed": cfg.seed, "rows": []}
+  record["calibration"] = calibration(reward_clf, judge)
   for direction in DIRECTIONS:
     data = style_data.load("yelp", direction)
     scored = {}
@@ -193,4 +210,13 @@ def markdown(record: dict) -> str:
         f"{r['joint_cs_judge']:.1f} | {r['gm_cs_judge']:.1f} | "
         f"{_pm(vr and vr['style'])} | {_pm(vj and vj['style'])} | "
         f"{_pm(vj and vj['joint_cs'])} | {_pm(vj and vj['gm_cs'])} |")
+  if record.get("calibration"):
+    lines += ["", "Accuracy of each classifier on Yelp sentences of known style that neither was "
+              "trained on (the test inputs: their own style; the human references: the target "
+              "style):", "",
+              "| direction | sentences | label | reward clf | judge |",
+              "| --- | --- | ---: | ---: | ---: |"]
+    for r in record["calibration"]:
+      lines.append(f"| {arrows[r['direction']]} | {r['sentences']} | {r['label']} | "
+                   f"{r['reward_accuracy']:.1f} | {r['judge_accuracy']:.1f} |")
   return "\n".join(lines) + "\n"

@@ -184,3 +184,22 @@ def test_evaluate_judge_option(tiny_gpt2_dir, tmp_path):
       test_limit=4, cache_dir=str(tmp_path / "cache"), judge=True))
   want = style_judge.fit_judge().probs(outputs).argmax(1) == 1
   assert res["style_judge"] == round(100 * want.mean(), 1) and res["num_outputs"] == 4
+
+
+def test_markdown_of_a_record():
+  row = {"direction": "0to1", "row": "pin", "found_by": "PIN", "prompt": " human", "content": 20.0,
+         "style_reward": 37.2, "style_judge": 19.4, "agreement": 71.8, "joint_cs_judge": 3.8,
+         "gm_cs_judge": 20.0,
+         "vs_null_reward": {k: {"diff": 1.0, "se": 0.5} for k in ("style", "joint_cs", "gm_cs")},
+         "vs_null_judge": {k: {"diff": -2.0, "se": 0.25} for k in ("style", "joint_cs", "gm_cs")}}
+  record = {"judge": {"features": "f", "c": 10.0, "fit_size": 5, "heldout_size": 2,
+                      "heldout_accuracy": 0.5},
+            "reward_classifier": {"style_classifier_heldout_accuracy": 0.879}, "bootstrap": 9,
+            "rows": [row, {**row, "row": "rlprompt_released", "prompt": None,
+                           "vs_null_reward": None, "vs_null_judge": None}],
+            "calibration": [{"direction": "1to0", "sentences": "test inputs", "label": 1,
+                             "reward_accuracy": 90.0, "judge_accuracy": 88.8}]}
+  text = rescoring.markdown(record)
+  assert '| neg -> pos | `" human"` | PIN | 20.0 | 37.2 | 19.4 | 71.8 | 3.8 | 20.0 | +1.0 ± 0.5 ' \
+         '| -2.0 ± 0.2 | -2.0 ± 0.2 | -2.0 ± 0.2 |' in text
+  assert "| — | — | — | — |" in text and "| pos -> neg | test inputs | 1 | 90.0 | 88.8 |" in text
