@@ -183,6 +183,18 @@ def _pm(entry: dict | None) -> str:
   return "—" if entry is None else f"{entry['diff']:+.1f} ± {entry['se']:.1f}"
 
 
+def _table_check(rows: list[dict]) -> str:
+  """A sentence on how far the recomputed reward-classifier numbers are from the table's."""
+  pairs = [(r[k], r["table"][t]) for r in rows if "table" in r for k, t in (
+      ("content", "content"), ("style_reward", "style"), ("joint_cs_reward", "joint_cs"),
+      ("gm_cs_reward", "gm_cs"))]
+  if not pairs:
+    return ""
+  worst = max(abs(round(a, 1) - b) for a, b in pairs)
+  return (f" Recomputed here, the table's Content, Style, J(C,S) and GM(C,S) (reward classifier) "
+          f"differ from the committed ones by at most {worst:.1f}.")
+
+
 def markdown(record: dict) -> str:
   """The rescoring as a Markdown table (differences to the null prompt ± bootstrap s.e.)."""
   j = record["judge"]
@@ -195,7 +207,8 @@ def markdown(record: dict) -> str:
       f"accuracy {100 * j['heldout_accuracy']:.1f}% ({j['heldout_size']} sentences). "
       "Content is the table's BERTScore (SmolLM2 layer 20). Differences are to the null prompt of "
       f"the same direction, ± paired bootstrap s.e. over the 500 inputs ({record['bootstrap']} "
-      "resamples). Agreement: share of outputs the two classifiers give the same label.", "",
+      "resamples). Agreement: share of outputs the two classifiers give the same label."
+      + _table_check(record["rows"]), "",
       "| direction | prompt | found by | Content | Style (reward clf) | Style (judge) | agreement "
       "| J(C,S) judge | GM(C,S) judge | ΔStyle reward clf | ΔStyle judge | ΔJ(C,S) judge "
       "| ΔGM(C,S) judge |",
@@ -203,7 +216,10 @@ def markdown(record: dict) -> str:
   arrows = {"0to1": "neg -> pos", "1to0": "pos -> neg"}
   for r in record["rows"]:
     vr, vj = r.get("vs_null_reward"), r.get("vs_null_judge")
-    prompt = "—" if r["prompt"] is None else "`" + json.dumps(r["prompt"]) + "`"
+    prompt = ("—" if r["prompt"] is None
+              else "`" + json.dumps(r["prompt"], ensure_ascii=False) + "`")
+    if r["row"] == "manual":
+      prompt += " + template"
     lines.append(
         f"| {arrows[r['direction']]} | {prompt} | {r['found_by']} | {r['content']:.1f} | "
         f"{r['style_reward']:.1f} | {r['style_judge']:.1f} | {r['agreement']:.1f} | "
