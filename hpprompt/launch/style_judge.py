@@ -16,6 +16,7 @@ import os
 
 import numpy as np
 
+from hpprompt.launch import cli
 from hpprompt.launch import style_transfer
 from hpprompt.metrics import style_transfer as st_metrics
 from hpprompt.tasks import style_data
@@ -134,6 +135,12 @@ def _rows(cfg: RescoreConfig, direction: str) -> list[tuple]:
 
 def rescore(cfg: RescoreConfig) -> dict:
   """Rescores every row of both directions; writes OUTPUT.json and OUTPUT.md; returns the record."""
+  if cfg.bootstrap < 2:
+    raise cli.FlagError("bootstrap", f"must be at least 2, not {cfg.bootstrap}.")
+  for name, _ in ROWS:   # before any model is loaded
+    for direction in DIRECTIONS:
+      if not os.path.isfile(os.path.join(cfg.docs_dir, f"{name}.{direction}.json")):
+        raise cli.FlagError("docs_dir", f"no {name}.{direction}.json in {cfg.docs_dir!r}.")
   eval_cfg = style_transfer.EvaluateConfig(cache_dir=cfg.cache_dir, test_limit=0,
                                            dtype=cfg.dtype)
   if eval_cfg.classifier_pool != style_judge.REWARD_POOL or eval_cfg.task != "yelp":

@@ -203,3 +203,12 @@ def test_markdown_of_a_record():
   assert '| neg -> pos | `" human"` | PIN | 20.0 | 37.2 | 19.4 | 71.8 | 3.8 | 20.0 | +1.0 ± 0.5 ' \
          '| -2.0 ± 0.2 | -2.0 ± 0.2 | -2.0 ± 0.2 |' in text
   assert "| — | — | — | — |" in text and "| pos -> neg | test inputs | 1 | 90.0 | 88.8 |" in text
+
+
+def test_rescore_bad_flags_before_loading(tmp_path):
+  with pytest.raises(style_transfer.cli.FlagError) as e:
+    rescoring.rescore(rescoring.RescoreConfig(bootstrap=1))
+  assert e.value.flag == "bootstrap"
+  with pytest.raises(style_transfer.cli.FlagError) as e:
+    rescoring.rescore(rescoring.RescoreConfig(docs_dir=str(tmp_path)))
+  assert e.value.flag == "docs_dir"
