@@ -5,7 +5,8 @@
   python experiments/evaluate_style_transfer.py --prompt="Here is the text rewritten positively:"
 
 The outputs file has one line per test input, aligned with them. Metrics: Content, Style, J(C,S),
-GM(C,S) (+ Fluency, J, GM with --fluency_classifier), BLEU, BERTScore vs references, PPL.
+GM(C,S) (+ Fluency, J, GM with --fluency_classifier), BLEU, BERTScore vs references, PPL;
+--judge adds Style (judge), scored by a separate classifier (hpprompt/tasks/style_judge.py).
 """
 import dataclasses
 import json
@@ -38,6 +39,8 @@ flags.DEFINE_string("cache_dir", "runs/style_transfer_cache", "Classifier / base
 flags.DEFINE_integer("eval_samples", D.eval_samples, "Samples per input for --prompt (paper 32).")
 flags.DEFINE_integer("test_limit", 0, "Score only the first N inputs (0: all).")
 flags.DEFINE_string("output_json", None, "Write the metrics (and outputs) to this JSON file.")
+flags.DEFINE_bool("judge", False, "Also report Style (judge): the separate test judge of "
+                  "hpprompt/tasks/style_judge.py (Yelp).")
 flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Parameter dtype of the LMs.")
 FLAGS = flags.FLAGS
 
@@ -52,7 +55,7 @@ def config_from_flags() -> style_transfer.EvaluateConfig:
     outputs = style_data.rlprompt_outputs(FLAGS.direction)
   names = ("prompt", "template", "task", "direction", "dataset_seed", "task_lm", "content_lm",
            "content_layer", "style_classifier", "classifier_pool", "fluency_classifier", "ppl_lm",
-           "cache_dir", "eval_samples", "test_limit", "output_json", "dtype")
+           "cache_dir", "eval_samples", "test_limit", "output_json", "dtype", "judge")
   return dataclasses.replace(D, outputs=outputs, **{n: getattr(FLAGS, n) for n in names})
 
 

@@ -260,6 +260,7 @@ class EvaluateConfig(StyleTransferConfig):
   outputs: str | None = None
   prompt: str | None = None
   output_json: str | None = None
+  judge: bool = False                  # also Style under tasks/style_judge.py (Yelp; issue 21)
 
 
 def evaluate(cfg: EvaluateConfig) -> dict:
@@ -270,6 +271,8 @@ def evaluate(cfg: EvaluateConfig) -> dict:
   _check_common(cfg, ("test_limit",))
   validate.output_file(cfg.output_json, "output_json")
   data = _data(cfg)
+  if cfg.judge and cfg.task != "yelp":
+    raise cli.FlagError("judge", "the style judge is trained on Yelp only.")
   test = data.test[:cfg.test_limit] if cfg.test_limit else data.test
   refs = data.references[:len(test)]
   if cfg.outputs is not None:
@@ -296,6 +299,10 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     results = st_metrics.evaluate_outputs(
         test, outputs, data.target_label, content_scorer=scorer, classifier=clf, references=refs,
         ppl_lm=models[cfg.ppl_lm or cfg.task_lm], fluency_classifier=fluency)
+  if cfg.judge:   # the separate test judge (hashed n-grams, a pool disjoint from the reward's)
+    from hpprompt.tasks import style_judge  # noqa: PLC0415
+    results["style_judge"] = round(100 * float(np.mean(
+        style_judge.fit_judge().probs(outputs).argmax(1) == data.target_label)), 1)
   if isinstance(results.get("ppl"), float) and math.isnan(results["ppl"]):
     results["ppl"] = None
     print("note: no output has two or more tokens, so their perplexity is undefined (ppl null).",
