@@ -11,6 +11,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from hpprompt.launch import cli
 from hpprompt.launch import ti_recovery as tr
 
 D = tr.RecoveryConfig()
@@ -33,7 +34,7 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  tr.run(tr.RecoveryConfig(
+  cli.run_main(tr.run, tr.RecoveryConfig(
       clip=FLAGS.clip, out=FLAGS.out, runs_dir=FLAGS.runs_dir, methods=tuple(FLAGS.methods),
       seeds=tuple(int(s) for s in FLAGS.seeds), targets=FLAGS.targets,
       prompt_length=FLAGS.prompt_length, agent_steps=FLAGS.agent_steps,
@@ -42,4 +43,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

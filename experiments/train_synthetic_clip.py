@@ -13,6 +13,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from hpprompt.launch import cli
 from hpprompt.launch import synthetic_clip as sc
 
 D = sc.SyntheticCLIPConfig()
@@ -27,9 +28,9 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  sc.run(sc.SyntheticCLIPConfig(**{f.name: getattr(FLAGS, f.name)
+  cli.run_main(sc.run, sc.SyntheticCLIPConfig(**{f.name: getattr(FLAGS, f.name)
                                    for f in dataclasses.fields(D)}))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 
+from hpprompt.launch import cli
 from hpprompt.models import clip_tokenizer
 from hpprompt.models import train_clip
 from hpprompt.tasks import synthetic_shapes as shapes
@@ -100,6 +101,8 @@ def plot_curves(path: str, history: list[dict], chance: float) -> None:
 
 
 def run(cfg: SyntheticCLIPConfig, log=print) -> dict:
+  cli.check_positive(cfg, ("train_images", "heldout_images", "image_size", "patch_size",
+                           "width", "layers", "heads", "steps", "batch_size", "eval_every"))
   t0 = time.time()
   train_set = shapes.make_split(cfg.train_images, seed=cfg.seed, split="train",
                                 size=cfg.image_size)

@@ -30,6 +30,7 @@ import time
 import numpy as np
 
 from hpprompt.launch import contact_sheet
+from hpprompt.launch import cli
 from hpprompt.launch import synthetic_clip
 from hpprompt.launch import textual_inversion as ti_launch
 from hpprompt.tasks import synthetic_shapes as shapes
@@ -245,6 +246,11 @@ def write_contact_sheet(path: str, targets, per_method: dict, seed: int) -> None
 
 
 def run(cfg: RecoveryConfig, log=print) -> dict:
+  cli.check_positive(cfg, ("targets", "prompt_length", "agent_steps", "prompts_per_step",
+                           "evaluations"))
+  if not os.path.isdir(cfg.clip):
+    raise cli.FlagError("clip", f"no CLIP directory {cfg.clip!r} (train one with "
+                        "experiments/train_synthetic_clip.py).")
   os.makedirs(cfg.out, exist_ok=True)
   runs_dir = cfg.runs_dir or os.path.join(cfg.out, "runs")
   targets = write_targets(cfg, os.path.join(runs_dir, "targets"))
