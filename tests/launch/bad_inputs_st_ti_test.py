@@ -18,7 +18,7 @@ from tests.launch.bad_inputs_test import run_table
 pytestmark = pytest.mark.slow
 LAUNCHERS = {"st": "style_transfer.py", "est": "evaluate_style_transfer.py",
              "ti": "textual_inversion.py", "few": "fewshot_classification.py",
-             "report": "report.py"}
+             "report": "report.py", "snr": "style_reward_snr.py"}
 _TINY_ST = ["--task_lm={T}", "--content_layer=1", "--classifier_pool=20", "--cache_dir={C}/cache"]
 BASE = {
     "st": _TINY_ST + ["--policy_lm={T}", "--source_token=<s>", "--steps=2", "--dev_limit=1",
@@ -30,6 +30,9 @@ BASE = {
     "ti": ["--clip=tiny", "--policy_lm={T}", "--source_token=<s>", "--image={I}", "--steps=2",
            "--workdir={C}/w"],
     "few": FEW_BASE["few"],
+    "snr": _TINY_ST + ["--policy_lm={T}", "--source_token=<s>", "--random_prompts=2",
+                       "--sources=2", "--samples=2", "--greedy_sources=2",
+                       "--output_json={C}/snr.json"],
     "report": ["--runs=" + os.path.join(REPO, "docs", "grid", "sst-2", "pin_seed0")],
 }
 OUT = "--outputs={C}/o.txt"
@@ -52,6 +55,14 @@ CASES = [
     ("st", "train_file_not_utf8", ["--train_file={C}/train.txt"], ("train.txt:3", "UTF-8"),
      "train_bytes"),
     ("st", "cache_dir_is_file", ["--cache_dir={C}/f"], ("--cache_dir", "is a file"), "file_f"),
+    # the style reward's signal-to-noise (issue 21)
+    ("snr", "random_prompts_one", ["--random_prompts=1"], ("--random_prompts", "at least 2"),
+     None),
+    ("snr", "greedy_sources_too_many", ["--greedy_sources=100000"],
+     ("--greedy_sources", "training pool"), None),
+    ("snr", "direction_unknown", ["--direction=2to1"], ("--direction", "2to1"), None),
+    ("snr", "report_missing", ["--report={C}/none.json"], ("--report", "none.json"), None),
+    ("snr", "output_json_is_dir", ["--output_json={C}"], ("--output_json",), None),
     # style transfer evaluation
     ("est", "prompt_not_utf8", ["--prompt=\udcff\udcfe"], ("--prompt", "UTF-8"), None),
     ("est", "test_limit_negative", [OUT, "--test_limit=-1"], ("--test_limit", ">= 0"), "outputs"),
