@@ -37,6 +37,8 @@ flags.DEFINE_string("fluency_classifier", None, "HF acceptability classifier (la
 flags.DEFINE_string("ppl_lm", None, "Perplexity LM (default: the task LM).")
 flags.DEFINE_string("cache_dir", "runs/style_transfer_cache", "Classifier / baseline cache.")
 flags.DEFINE_integer("eval_samples", D.eval_samples, "Samples per input for --prompt (paper 32).")
+flags.DEFINE_integer("top_k", D.top_k, "Top-k sampling for --prompt (paper 10); 1: greedy, 0: the "
+                     "full distribution.")
 flags.DEFINE_integer("test_limit", 0, "Score only the first N inputs (0: all).")
 flags.DEFINE_string("output_json", None, "Write the metrics (and outputs) to this JSON file.")
 flags.DEFINE_bool("judge", False, "Also report Style (judge): the separate test judge of "
@@ -55,7 +57,7 @@ def config_from_flags() -> style_transfer.EvaluateConfig:
     outputs = style_data.rlprompt_outputs(FLAGS.direction)
   names = ("prompt", "template", "task", "direction", "dataset_seed", "task_lm", "content_lm",
            "content_layer", "style_classifier", "classifier_pool", "fluency_classifier", "ppl_lm",
-           "cache_dir", "eval_samples", "test_limit", "output_json", "dtype", "judge")
+           "cache_dir", "eval_samples", "test_limit", "top_k", "output_json", "dtype", "judge")
   return dataclasses.replace(D, outputs=outputs, **{n: getattr(FLAGS, n) for n in names})
 
 

@@ -41,6 +41,8 @@ flags.DEFINE_string("ppl_lm", None, "Perplexity LM (default: the task LM).")
 flags.DEFINE_string("cache_dir", None, "Classifier / baseline cache (default: the workdir).")
 flags.DEFINE_integer("num_samples", D.num_samples, "Samples per bootstrap (paper 32).")
 flags.DEFINE_integer("num_bootstraps", D.num_bootstraps, "Bootstraps (paper 4).")
+flags.DEFINE_integer("top_k", D.top_k, "Top-k sampling of the task LM's outputs (paper 10); 1: "
+                     "greedy, 0: the full distribution.")
 flags.DEFINE_integer("sources_per_step", D.sources_per_step, "Training sentences per step.")
 flags.DEFINE_integer("eval_samples", D.eval_samples, "Test samples per input (paper 32).")
 flags.DEFINE_integer("dev_limit", D.dev_limit, "Validation inputs (0: all 16).")
@@ -56,7 +58,7 @@ _TASK_FLAGS = ("method", "task", "direction", "dataset_seed", "train_file", "tas
                "content_lm", "content_layer", "content_baseline", "style_classifier",
                "classifier_pool", "fluency_classifier", "ppl_lm", "cache_dir", "num_samples",
                "num_bootstraps", "sources_per_step", "eval_samples", "dev_limit", "test_limit",
-               "source_token")
+               "source_token", "top_k")
 
 
 def task_values(defaults: dict) -> dict:

@@ -220,7 +220,7 @@ def run(cfg: StyleTransferConfig) -> dict:
   """Trains (or resumes), selects the best prompt on dev, writes test outputs and results."""
   cli.check_positive(cfg, cli.RUN_COUNTS + ("num_samples", "num_bootstraps", "sources_per_step",
                                             "eval_samples"))
-  _check_common(cfg, ("dev_limit", "test_limit"))
+  _check_common(cfg, ("dev_limit", "test_limit", "top_k"))
   cli.check_run_dir(cfg)                # before any model is loaded
   agent_cfg = agent_config(cfg)
   with cli.flag("prompts_per_step"):
@@ -268,7 +268,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
   if (cfg.outputs is None) == (cfg.prompt is None):
     raise cli.FlagError("outputs", "give exactly one of --outputs and --prompt.")
   validate.text("prompt", cfg.prompt)
-  _check_common(cfg, ("test_limit",))
+  _check_common(cfg, ("test_limit", "top_k"))
   validate.output_file(cfg.output_json, "output_json")
   data = _data(cfg)
   if cfg.judge and cfg.task != "yelp":

@@ -44,6 +44,7 @@ CASES = [
     ("st", "style_classifier_causal_lm", ["--style_classifier={T}"],
      ("--style_classifier", "not a sequence classifier"), None),
     ("st", "dev_limit_negative", ["--dev_limit=-1"], ("--dev_limit", ">= 0"), None),
+    ("st", "top_k_negative", ["--top_k=-1"], ("--top_k", ">= 0"), None),
     ("st", "test_limit_negative", ["--test_limit=-1"], ("--test_limit", ">= 0"), None),
     ("st", "filter_top_k_for_rlprompt", ["--method=rlprompt"], ("--filter_top_k", "rlprompt"),
      None),
@@ -66,6 +67,7 @@ CASES = [
     # style transfer evaluation
     ("est", "prompt_not_utf8", ["--prompt=\udcff\udcfe"], ("--prompt", "UTF-8"), None),
     ("est", "test_limit_negative", [OUT, "--test_limit=-1"], ("--test_limit", ">= 0"), "outputs"),
+    ("est", "top_k_negative", ["--prompt=x", "--top_k=-1"], ("--top_k", ">= 0"), None),
     ("est", "rlprompt_outputs_and_outputs", ["--rlprompt_outputs", OUT],
      ("--rlprompt_outputs", "--outputs"), "outputs"),
     ("est", "rlprompt_outputs_and_prompt", ["--rlprompt_outputs", "--prompt=x"],
