@@ -24,13 +24,14 @@ flags.DEFINE_integer("bootstrap", D.bootstrap, "Bootstrap resamples of the input
 flags.DEFINE_integer("seed", D.seed, "Bootstrap seed.")
 flags.DEFINE_bool("rlprompt_released", D.rlprompt_released,
                   "Also rescore RLPrompt's released Yelp outputs.")
+flags.DEFINE_list("rows", list(D.rows), "Rows: <row>.<direction>.json in --docs_dir, null first.")
 FLAGS = flags.FLAGS
 
 
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  cfg = dataclasses.replace(D, **{n: getattr(FLAGS, n) for n in (
+  cfg = dataclasses.replace(D, rows=tuple(FLAGS.rows), **{n: getattr(FLAGS, n) for n in (
       "docs_dir", "cache_dir", "output", "bootstrap", "seed", "rlprompt_released")})
   cli.run_main(style_judge.rescore, cfg)
   print(open(cfg.output + ".md").read())

@@ -24,7 +24,9 @@ from hpprompt.tasks import style_judge
 from hpprompt.training import writers
 
 # (file name, label) of the table's rows, in its order; 'null' is the reference of the differences.
-ROWS = (("null", "null"), ("manual", "manual"), ("pin", "PIN"), ("rlprompt", "RLPrompt"))
+ROWS = ("null", "manual", "pin", "rlprompt")
+LABELS = {"null": "null", "manual": "manual", "pin": "PIN", "rlprompt": "RLPrompt",
+          "hand": "hand-written"}
 DIRECTIONS = ("0to1", "1to0")
 
 
@@ -36,6 +38,7 @@ class RescoreConfig:
   bootstrap: int = 2000
   seed: int = 0
   rlprompt_released: bool = True     # also rescore RLPrompt's released outputs (no differences)
+  rows: tuple[str, ...] = ROWS       # <row>.<direction>.json files; the first is the null prompt
   dtype: str = "float32"
 
 
@@ -121,7 +124,8 @@ def calibration(reward_clf, judge) -> list[dict]:
 def _rows(cfg: RescoreConfig, direction: str) -> list[tuple]:
   """(key, label, prompt, outputs, saved record or None) of a direction's rows."""
   rows = []
-  for name, label in ROWS:
+  for name in cfg.rows:
+    label = LABELS.get(name, name)
     path = os.path.join(cfg.docs_dir, f"{name}.{direction}.json")
     with open(path) as f:
       saved = json.load(f)
@@ -137,7 +141,10 @@ def rescore(cfg: RescoreConfig) -> dict:
   """Rescores every row of both directions; writes OUTPUT.json and OUTPUT.md; returns the record."""
   if cfg.bootstrap < 2:
     raise cli.FlagError("bootstrap", f"must be at least 2, not {cfg.bootstrap}.")
-  for name, _ in ROWS:   # before any model is loaded
+  if not cfg.rows or cfg.rows[0] != "null":
+    raise cli.FlagError("rows", f"the first row must be null (the differences are to it); got "
+                        f"{list(cfg.rows)}.")
+  for name in cfg.rows:   # before any model is loaded
     for direction in DIRECTIONS:
       if not os.path.isfile(os.path.join(cfg.docs_dir, f"{name}.{direction}.json")):
         raise cli.FlagError("docs_dir", f"no {name}.{direction}.json in {cfg.docs_dir!r}.")

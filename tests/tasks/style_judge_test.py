@@ -220,3 +220,9 @@ def test_rescore_bad_flags_before_loading(tmp_path):
   with pytest.raises(style_transfer.cli.FlagError) as e:
     rescoring.rescore(rescoring.RescoreConfig(docs_dir=str(tmp_path)))
   assert e.value.flag == "docs_dir"
+  with pytest.raises(style_transfer.cli.FlagError) as e:
+    rescoring.rescore(rescoring.RescoreConfig(rows=("pin", "null")))
+  assert e.value.flag == "rows" and "first row must be null" in str(e.value)
+  with pytest.raises(style_transfer.cli.FlagError) as e:
+    rescoring.rescore(rescoring.RescoreConfig(docs_dir=str(tmp_path), rows=("null", "hand")))
+  assert e.value.flag == "docs_dir" and "null.0to1.json" in str(e.value)
