@@ -128,7 +128,14 @@ def measure(cfg: RewardSNRConfig) -> dict:
 
 def markdown(results: list[dict]) -> str:
   """The report's tables: one block per direction."""
-  lines = []
+  lines = ["# The style-transfer reward's signal-to-noise (issue 21)", "",
+           "Per-output reward (content + 100 P(target style)) / 2 on the direction's training "
+           "sentences; `sd`: square roots of the variance components of the untrained agent's "
+           "random prompts (hpprompt/metrics/reward_variance.py); pair SNR: sd_prompt^2 / "
+           "(sd_interaction^2 + sd_sample^2 / n), one (prompt, sentence) pair with n outputs, the "
+           "unit a training step compares. Prompts: mean ± s.e. over the sentences; vs null: "
+           "paired difference ± s.e. Judge: the same content with the separate judge's "
+           "P(target style). `python experiments/style_reward_snr.py --report=FILES`.", ""]
   for res in results:
     lines += [f"## {res['task']} {res['direction']}", ""]
     for mode, what in (("sampled", f"top-{res['top_k']} sampling"), ("greedy", "greedy")):
