@@ -1,7 +1,6 @@
 """Your own reward (`experiments/custom_task.py`): the reward plumbing against brute force, bad
 rewards and inputs (one line, exit 2, through tests/launch/driver.py), and a tiny run end to end
 with resume, TensorBoard and `experiments/report.py`."""
-import importlib.util
 import json
 import os
 import subprocess
@@ -300,34 +299,3 @@ def test_end_to_end_resume_tensorboard_and_report(tiny_gpt2_dir, files, tmp_path
   assert "dev_reward" in report and "| pin | 0 |" in report
   assert any(n.startswith("custom") and n.endswith("_reward.png")
              for n in os.listdir(tmp_path / "report"))
-
-
-# ---- examples/learning.py: the first-vs-last-20% and slope intervals of the worked example -------
-
-def _learning():
-  spec = importlib.util.spec_from_file_location("examples_learning",
-                                                os.path.join(REPO, "examples", "learning.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-def test_learning_intervals_match_references():
-  from scipy import stats  # noqa: PLC0415
-  learning = _learning()
-  rng = np.random.default_rng(3)
-  rewards = 0.002 * np.arange(250) + rng.normal(0, 0.1, 250)
-  fit = stats.linregress(np.arange(1, 251), rewards)
-  got = learning.slope(rewards)
-  t = stats.t.ppf(0.975, 248)
-  assert got["slope"] == pytest.approx(fit.slope)
-  np.testing.assert_allclose(got["slope_95"], (fit.slope - t * fit.stderr,
-                                               fit.slope + t * fit.stderr), rtol=1e-9)
-  fl = learning.first_last(rewards, boots=20_000)
-  first, last = rewards[:50], rewards[-50:]
-  assert fl["steps_per_window"] == 50 and fl["first"] == pytest.approx(first.mean())
-  assert fl["difference"] == pytest.approx(last.mean() - first.mean())
-  # The percentile bootstrap of a difference of means is close to its normal approximation.
-  half = 1.96 * np.sqrt(first.var() / 50 + last.var() / 50)
-  np.testing.assert_allclose(fl["bootstrap_95"], (fl["difference"] - half, fl["difference"] + half),
-                             atol=0.1 * half)
