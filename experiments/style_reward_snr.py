@@ -2,6 +2,7 @@
 
   python experiments/style_reward_snr.py --direction=0to1 --output_json=docs/style_transfer/snr/0to1.json
   python experiments/style_reward_snr.py --report=docs/style_transfer/snr/0to1.json,docs/style_transfer/snr/1to0.json
+  python experiments/style_reward_snr.py --runs=docs/style_transfer/greedy/pin.0to1 --figure=curves.png
 
 Scores random prompts of the untrained agent, the null prompt and hand-written prompts on the
 direction's training sentences (sampled and greedy outputs); see hpprompt/launch/style_snr.py.
@@ -35,12 +36,21 @@ flags.DEFINE_integer("seed", D.seed, "Seed of the agent's draws and of the sampl
 flags.DEFINE_string("cache_dir", "runs/style_transfer_cache", "Classifier / baseline cache.")
 flags.DEFINE_string("output_json", D.output_json, "Where the measurement goes.")
 flags.DEFINE_list("report", None, "Only print the markdown tables of these JSON files.")
+flags.DEFINE_list("runs", None, "Only summarise these training runs: did the reward, content and "
+                  "style move (first vs last 20%, slope)?")
+flags.DEFINE_string("figure", None, "With --runs: also draw their curves to this PNG.")
 FLAGS = flags.FLAGS
 
 
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
+  if FLAGS.runs:
+    summary = cli.run_main(style_snr.learning, FLAGS.runs)
+    if FLAGS.figure:
+      cli.run_main(style_snr.curves_figure, FLAGS.runs, FLAGS.figure)
+    print(style_snr.learning_markdown(summary))
+    return
   if FLAGS.report:
     def load():
       results = []

@@ -22,6 +22,7 @@ from hpprompt.launch import cli
 from hpprompt.launch import style_transfer
 from hpprompt.launch import validate
 from hpprompt.metrics import reward_variance
+from hpprompt.report import trend
 from hpprompt.tasks import style_judge
 from hpprompt.training import sharding
 
@@ -170,3 +171,53 @@ def _row(r: dict, j: dict, label: str) -> str:
   diff = lambda x: (f"{x['vs_null']:+.2f} ± {x['vs_null_se']:.2f}" if "vs_null" in x else "—")
   return (f"| {label} | {r['mean']:.2f} ± {r['se']:.2f} | {diff(r)} | {j['mean']:.2f} ± "
           f"{j['se']:.2f} | {diff(j)} |")
+
+
+# ---- did a run learn? (the training runs beside the measurement) ------------------------------
+
+CURVE_KEYS = (("raw_reward", "reward"), ("content", "content"), ("style", "style (reward clf)"))
+
+
+def learning(run_dirs: list[str]) -> dict:
+  """Per run and per training metric (reward, content, style): first vs last 20% of steps with a
+  bootstrap 95% interval, and the OLS slope's 95% interval (`report.trend`)."""
+  out = {}
+  for run in run_dirs:
+    with cli.flag("runs"):
+      series = {key: trend.step_rewards(run, key) for key, _ in CURVE_KEYS}
+    out[run] = {key: {**trend.first_last(v), **trend.slope(v), "steps": len(v)}
+                for key, v in series.items()}
+  return out
+
+
+def curves_figure(run_dirs: list[str], path: str, window: int = 25) -> None:
+  """Moving averages of reward, content and style per step, one panel each, one line per run."""
+  from matplotlib.figure import Figure  # noqa: PLC0415
+  from hpprompt.report import figures  # noqa: PLC0415
+  fig = Figure(figsize=(12, 3.4))
+  axes = fig.subplots(1, len(CURVE_KEYS))
+  for run in run_dirs:
+    for ax, (key, label) in zip(axes, CURVE_KEYS):
+      v = trend.step_rewards(run, key)
+      ax.plot(np.arange(1, len(v) + 1), figures.moving_average(v, window),
+              label=run.rstrip("/").rsplit("/", 1)[-1])
+      ax.set_title(f"{label} (moving average of {window})")
+      ax.set_xlabel("step")
+  axes[0].legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+
+
+def learning_markdown(summary: dict) -> str:
+  lines = ["| run | metric | first 20% | last 20% | change [bootstrap 95%] | slope x steps "
+           "[95%] |", "| --- | --- | ---: | ---: | ---: | ---: |"]
+  for run, per in summary.items():
+    for key, label in CURVE_KEYS:
+      s = per[key]
+      gap = s["steps"] - s["steps_per_window"]
+      lo, hi = s["bootstrap_95"]
+      slo, shi = s["slope_95"]
+      lines.append(f"| {run.rstrip('/').rsplit('/', 1)[-1]} | {label} | {s['first']:.1f} | "
+                   f"{s['last']:.1f} | {s['difference']:+.1f} [{lo:+.1f}, {hi:+.1f}] | "
+                   f"{s['slope'] * gap:+.1f} [{slo * gap:+.1f}, {shi * gap:+.1f}] |")
+  return "\n".join(lines) + "\n"
