@@ -36,7 +36,7 @@ def test_learning_summary_figure_and_table(tmp_path):
   text = style_snr.learning_markdown(summary)
   # Content 40 + 0.3 (step - 1): windows of 20 steps average 42.85 and 66.85; an exact line has a
   # zero-width slope interval (the bootstrap's is not: it resamples the steps within each window).
-  assert "| pin.0to1 | content | 42.9 | 66.9 | +24.0 [+" in text
+  assert f"| pin.0to1 | content | {42.85:.1f} | {66.85:.1f} | +24.0 [+22.9, +25.1] |" in text
   assert "| +24.0 [+24.0, +24.0] |" in text
 
 
