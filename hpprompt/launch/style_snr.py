@@ -24,6 +24,7 @@ from hpprompt.launch import validate
 from hpprompt.metrics import reward_variance
 from hpprompt.report import trend
 from hpprompt.tasks import style_judge
+from hpprompt.tasks import style_transfer as st_task
 from hpprompt.training import sharding
 
 # Openings a reviewer of the target style might write; the template continues them with
@@ -64,7 +65,7 @@ def _score(task, judge, prompts, sources, samples, key) -> dict:
     flat = [t for per_prompt in texts for t in per_prompt[0]]
     p = judge.probs(flat)[:, task.target_label].reshape(len(prompts), samples)
     rewards.append(r[:, 0])
-    judged.append((content[:, 0] + 100 * p) / 2)
+    judged.append(np.asarray(st_task.sample_rewards(content[:, 0], p)))
     outputs.append([per_prompt[0][0] for per_prompt in texts])
   return {"reward": np.stack(rewards, 1), "judge": np.stack(judged, 1),
           "examples": [[o[j] for o in outputs[:3]] for j in range(len(prompts))]}
@@ -192,6 +193,7 @@ def learning(run_dirs: list[str]) -> dict:
 
 def curves_figure(run_dirs: list[str], path: str, window: int = 25) -> None:
   """Moving averages of reward, content and style per step, one panel each, one line per run."""
+  validate.output_file(path, "figure")
   from matplotlib.figure import Figure  # noqa: PLC0415
   from hpprompt.report import figures  # noqa: PLC0415
   fig = Figure(figsize=(12, 3.4))

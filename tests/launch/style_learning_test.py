@@ -44,3 +44,6 @@ def test_missing_run_names_the_flag(tmp_path):
   with pytest.raises(cli.FlagError) as e:
     style_snr.learning([str(tmp_path / "none")])
   assert e.value.flag == "runs"
+  with pytest.raises(cli.FlagError) as e:
+    style_snr.curves_figure([], str(tmp_path))          # a folder, not a file
+  assert e.value.flag == "figure"
